@@ -1,0 +1,127 @@
+package loadbalance
+
+import "slices"
+
+// maxCycle bounds a smooth WRR cycle (one uint32 per step): 256 KiB.
+const maxCycle = 1 << 16
+
+// weightedRoundRobin is nginx's smooth weighted round robin, precomputed: on
+// every pick nginx adds each peer's weight to its current value, picks the
+// largest (first on ties) and subtracts the total from it. The sequence
+// repeats every sum-of-weights picks, so one cycle indexed by an atomic
+// counter gives the same order without a lock.
+//
+// The counter lives in the balancer and survives updates. A fresh balancer
+// starts at step 0 like nginx, so gateways started together all send their
+// first picks to the heaviest instance; we keep that for determinism.
+type weightedRoundRobin struct {
+	eps   []*Endpoint
+	cycle []uint32 // indexes into eps; nil when all weights are equal
+	seq   *counter
+}
+
+func weightedRoundRobinBuilder() func([]*Endpoint) picker {
+	seq := new(counter)
+	return func(eps []*Endpoint) picker {
+		return &weightedRoundRobin{eps: eps, cycle: smoothCycle(cycleWeights(eps)), seq: seq}
+	}
+}
+
+func (p *weightedRoundRobin) pick(string) *Endpoint {
+	i := p.seq.next()
+	if p.cycle == nil {
+		return p.eps[i%uint64(len(p.eps))]
+	}
+	return p.eps[p.cycle[i%uint64(len(p.cycle))]]
+}
+
+// cycleWeights returns the endpoints' weights reduced by their GCD, which
+// leaves nginx's sequence unchanged. If the sum still exceeds maxCycle they
+// are scaled down proportionally (at least 1 each): the order is then
+// nginx's for the scaled weights, and each share is off by under one step
+// in the scaled cycle.
+func cycleWeights(eps []*Endpoint) []int64 {
+	w := make([]int64, len(eps))
+	var sum int64
+	for i, e := range eps {
+		w[i] = int64(e.Instance.EffectiveWeight())
+		sum += w[i]
+	}
+	sum = divideByGCD(w, sum)
+	if sum > maxCycle {
+		scaled := int64(0)
+		for i := range w {
+			w[i] = max(1, w[i]*maxCycle/sum)
+			scaled += w[i]
+		}
+		divideByGCD(w, scaled)
+	}
+	return w
+}
+
+// divideByGCD divides w by the GCD of its elements and returns the new sum.
+func divideByGCD(w []int64, sum int64) int64 {
+	g := int64(0)
+	for _, x := range w {
+		for x != 0 {
+			g, x = x, g%x
+		}
+	}
+	if g <= 1 {
+		return sum
+	}
+	sum = 0
+	for i := range w {
+		w[i] /= g
+		sum += w[i]
+	}
+	return sum
+}
+
+// smoothCycle returns one cycle of nginx's sequence for w, or nil if all
+// weights are equal (the cycle is then 0, 1, ..., n-1).
+//
+// Simulating nginx directly costs O(sum×n). Instances of equal weight are
+// instead grouped: within a group they are picked in index order, so a
+// group's candidate is members[picked % len(members)], and each step costs
+// O(distinct weights), which the sum bound keeps under ~360.
+func smoothCycle(w []int64) []uint32 {
+	type group struct {
+		weight, picked int64
+		members        []uint32
+	}
+	var groups []*group
+	byWeight := make(map[int64]*group)
+	total := int64(0)
+	for i, x := range w {
+		total += x
+		g := byWeight[x]
+		if g == nil {
+			g = &group{weight: x}
+			byWeight[x] = g
+			groups = append(groups, g)
+		}
+		g.members = append(g.members, uint32(i))
+	}
+	if len(groups) <= 1 {
+		return nil
+	}
+	cycle := make([]uint32, 0, total)
+	for t := int64(1); t <= total; t++ {
+		// After t additions, current = t*weight - total*(times picked).
+		var best *group
+		var bestCur int64
+		var bestIdx uint32
+		for _, g := range groups {
+			m := int64(len(g.members))
+			cur := t*g.weight - total*(g.picked/m)
+			idx := g.members[g.picked%m]
+			if best == nil || cur > bestCur || cur == bestCur && idx < bestIdx {
+				best, bestCur, bestIdx = g, cur, idx
+			}
+		}
+		best.picked++
+		cycle = append(cycle, bestIdx)
+	}
+	return slices.Clip(cycle)
+}
