@@ -15,11 +15,11 @@ import (
 
 // Defaults applied to zero Config fields.
 const (
-	DefaultPolicy              = "round_robin"
-	DefaultDialTimeout         = 2 * time.Second
-	DefaultResponseHeaderTime  = 30 * time.Second
-	DefaultIdleConnTimeout     = 90 * time.Second
-	DefaultMaxIdleConnsPerHost = 512
+	DefaultPolicy                = "round_robin"
+	DefaultDialTimeout           = 2 * time.Second
+	DefaultResponseHeaderTimeout = 30 * time.Second
+	DefaultIdleConnTimeout       = 90 * time.Second
+	DefaultMaxIdleConnsPerHost   = 512
 )
 
 // policyConsistentHash is the one policy that needs a hash key.
@@ -54,15 +54,19 @@ type RouteConfig struct {
 	// request's port is ignored. Empty matches any host.
 	Host string `mapstructure:"host"`
 	// PathPrefix starts with "/" and matches on segment boundaries:
-	// "/api" matches "/api" and "/api/x" but not "/apix".
-	PathPrefix string   `mapstructure:"path_prefix"`
-	Methods    []string `mapstructure:"methods"` // empty: any
-	Service    string   `mapstructure:"service"` // required
+	// "/api" matches "/api" and "/api/x" but not "/apix". A trailing slash
+	// is ignored: "/api/" is the same prefix.
+	PathPrefix string `mapstructure:"path_prefix"`
+	// Methods restricts the route, compared case-sensitively after upper-
+	// casing the configured names (HEAD is not implied by GET). Empty: any.
+	Methods []string `mapstructure:"methods"`
+	Service string   `mapstructure:"service"` // required
 	// StripPrefix removes PathPrefix before forwarding ("/api/x" → "/x").
 	StripPrefix bool   `mapstructure:"strip_prefix"`
 	Policy      string `mapstructure:"policy"` // "" = Config.DefaultPolicy
 	// HashKey is required by consistent_hash and rejected otherwise:
-	// "header:<Name>", "cookie:<name>", "ip" or "path".
+	// "header:<Name>", "cookie:<name>", "ip" or "path". A request without
+	// the header or cookie hashes on its client address instead.
 	HashKey string `mapstructure:"hash_key"`
 }
 
@@ -75,7 +79,7 @@ func (c Config) withDefaults() Config {
 		c.DialTimeout = DefaultDialTimeout
 	}
 	if c.ResponseHeaderTimeout == 0 {
-		c.ResponseHeaderTimeout = DefaultResponseHeaderTime
+		c.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
 	}
 	if c.IdleConnTimeout == 0 {
 		c.IdleConnTimeout = DefaultIdleConnTimeout
@@ -262,6 +266,10 @@ func isToken(m string) bool {
 // parseTrusted accepts a CIDR or a bare IP (a single-address prefix).
 func parseTrusted(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {
+		// Peers are compared unmapped, so an IPv4-mapped prefix must be too.
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)

@@ -7,11 +7,18 @@ package loadbalance
 // Ties go to the first draw, which is itself random.
 type leastRequest struct {
 	eps  []*Endpoint
+	w    []int64 // effective weights, so pick does not copy Instance
 	rand func() uint64
 }
 
 func leastRequestBuilder(rand func() uint64) func([]*Endpoint) picker {
-	return func(eps []*Endpoint) picker { return &leastRequest{eps: eps, rand: rand} }
+	return func(eps []*Endpoint) picker {
+		w := make([]int64, len(eps))
+		for i, e := range eps {
+			w[i] = int64(e.Instance.EffectiveWeight())
+		}
+		return &leastRequest{eps: eps, w: w, rand: rand}
+	}
 }
 
 func (p *leastRequest) pick(string) *Endpoint {
@@ -25,10 +32,9 @@ func (p *leastRequest) pick(string) *Endpoint {
 	if j >= i {
 		j++
 	}
-	a, b := p.eps[i], p.eps[j]
-	// (b.inflight+1)/b.weight < (a.inflight+1)/a.weight, without division.
-	if (b.InFlight()+1)*int64(a.Instance.EffectiveWeight()) < (a.InFlight()+1)*int64(b.Instance.EffectiveWeight()) {
-		return b
+	// (load_j)/w_j < (load_i)/w_i, without division.
+	if (p.eps[j].InFlight()+1)*p.w[i] < (p.eps[i].InFlight()+1)*p.w[j] {
+		return p.eps[j]
 	}
-	return a
+	return p.eps[i]
 }

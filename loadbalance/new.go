@@ -11,12 +11,13 @@ import (
 var ErrUnknownPolicy = errors.New("unknown balancing policy")
 
 // DefaultVirtualNodes is the consistent-hash ring points per unit of weight:
-// ketama's 160, which keeps one weight-1 instance's share within about 8%
-// (1/sqrt(160)) of its fair share.
+// ketama's 160. A weight-1 instance's share of keys then strays from its
+// fair share by about 8% (1/sqrt(160), one standard deviation), and ten
+// weight-1 instances make a ring of only 1,600 points.
 const DefaultVirtualNodes = 160
 
-// maxVirtualNodes bounds Options.VirtualNodes; the ring is capped anyway
-// (maxRingPoints), so more buys nothing.
+// maxVirtualNodes bounds Options.VirtualNodes; the ring is capped at
+// maxRingPoints anyway.
 const maxVirtualNodes = 10000
 
 // Options tune a Balancer; zero values mean defaults.

@@ -1,7 +1,6 @@
 package loadbalance
 
 import (
-	"cmp"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -9,7 +8,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// maxRingPoints bounds a ring (12 bytes a point, plus the bucket index).
+// maxRingPoints bounds a ring (16 bytes a point, plus the bucket index).
 const maxRingPoints = 1 << 18
 
 // ring is consistent hashing over virtual nodes. An instance of weight w
@@ -24,22 +23,29 @@ const maxRingPoints = 1 << 18
 // default VirtualNodes.
 //
 // An empty key has nothing to hash: it goes round robin over the set.
+//
+// Update keeps the previous ring's points for instances whose ID and point
+// count are unchanged; only the others are hashed and sorted, then merged
+// in. For 10,000 instances that is the difference between re-sorting 250k
+// points and a linear merge.
 type ring struct {
 	eps    []*Endpoint
-	points []uint64 // sorted
-	owners []uint32 // owners[i] indexes eps for points[i]
+	counts []int       // counts[i] is eps[i]'s number of points
+	points []ringPoint // sorted by hash, then owner
 	// index[b] is the first point whose top bits are >= b, so a lookup
 	// searches one bucket (about one point) instead of the whole ring.
 	index []uint32
 	shift uint
-	rr    roundRobin
+	rr    *roundRobin
 }
 
 func ringBuilder(virtualNodes int) func([]*Endpoint) picker {
 	seq := new(counter)
+	var prev *ring // build runs serialized, under the balancer's mu
 	return func(eps []*Endpoint) picker {
-		r := &ring{eps: eps, rr: roundRobin{eps: eps, seq: seq}}
-		r.build(virtualNodes)
+		r := &ring{eps: eps, rr: newRoundRobin(eps, seq)}
+		r.build(virtualNodes, maxRingPoints, prev)
+		prev = r
 		return r
 	}
 }
@@ -53,7 +59,7 @@ func (r *ring) pick(key string) *Endpoint {
 	lo, hi := r.index[b], r.index[b+1]
 	for lo < hi { // first point >= h; every later bucket's points are > h
 		m := lo + (hi-lo)/2
-		if r.points[m] < h {
+		if r.points[m].hash < h {
 			lo = m + 1
 		} else {
 			hi = m
@@ -62,55 +68,120 @@ func (r *ring) pick(key string) *Endpoint {
 	if int(lo) == len(r.points) {
 		lo = 0
 	}
-	return r.eps[r.owners[lo]]
+	return r.eps[r.points[lo].owner]
 }
 
+// ringPoint keeps the owner next to the hash: one cache miss, not two. The
+// owner is an index, not a pointer, so the GC does not scan the ring.
 type ringPoint struct {
 	hash  uint64
-	owner uint32
+	owner uint32 // index into eps
 }
 
-func (r *ring) build(virtualNodes int) {
-	counts := make([]int, len(r.eps))
+// Equal hashes go to the lower owner, i.e. the lower ID: stable across
+// updates.
+func comparePoints(a, b ringPoint) int {
+	switch {
+	case a.hash < b.hash:
+		return -1
+	case a.hash > b.hash:
+		return 1
+	}
+	return int(a.owner) - int(b.owner)
+}
+
+// build fills the ring; prev, if not nil, is the ring it replaces.
+func (r *ring) build(virtualNodes, maxPoints int, prev *ring) {
+	r.counts = pointCounts(r.eps, virtualNodes, maxPoints)
 	total := 0
+	for _, c := range r.counts {
+		total += c
+	}
+	carried := make([]bool, len(r.eps))
+	var kept []ringPoint
+	if prev != nil {
+		// Owner indexes change with membership: map old to new by ID.
+		remap := make([]int32, len(prev.eps))
+		j := 0
+		for i, e := range prev.eps {
+			for j < len(r.eps) && r.eps[j].Instance.ID < e.Instance.ID {
+				j++
+			}
+			remap[i] = -1
+			if j < len(r.eps) && r.eps[j].Instance.ID == e.Instance.ID && r.counts[j] == prev.counts[i] {
+				remap[i], carried[j] = int32(j), true
+			}
+		}
+		kept = make([]ringPoint, 0, total)
+		for _, p := range prev.points {
+			if o := remap[p.owner]; o >= 0 {
+				kept = append(kept, ringPoint{p.hash, uint32(o)})
+			}
+		}
+	}
+	var added []ringPoint
+	var buf []byte
 	for i, e := range r.eps {
+		if carried[i] {
+			continue
+		}
+		buf = append(append(buf[:0], e.Instance.ID...), '#')
+		n := len(buf)
+		for j := range r.counts[i] {
+			buf = strconv.AppendInt(buf[:n], int64(j), 10)
+			added = append(added, ringPoint{xxhash.Sum64(buf), uint32(i)})
+		}
+	}
+	slices.SortFunc(added, comparePoints)
+	r.points = mergePoints(kept, added)
+	r.buildIndex()
+}
+
+// pointCounts gives each instance virtualNodes points per unit of weight,
+// halved for all (at least 1 each) until the ring fits maxPoints.
+func pointCounts(eps []*Endpoint, virtualNodes, maxPoints int) []int {
+	counts := make([]int, len(eps))
+	total := 0
+	for i, e := range eps {
 		counts[i] = virtualNodes * e.Instance.EffectiveWeight()
 		total += counts[i]
 	}
-	for total > maxRingPoints && total > len(counts) {
+	for total > maxPoints && total > len(counts) {
 		total = 0
 		for i := range counts {
 			counts[i] = max(1, counts[i]/2)
 			total += counts[i]
 		}
 	}
-	pts := make([]ringPoint, 0, total)
-	var buf []byte
-	for i, e := range r.eps {
-		buf = append(append(buf[:0], e.Instance.ID...), '#')
-		n := len(buf)
-		for j := range counts[i] {
-			buf = strconv.AppendInt(buf[:n], int64(j), 10)
-			pts = append(pts, ringPoint{xxhash.Sum64(buf), uint32(i)})
+	return counts
+}
+
+func mergePoints(a, b []ringPoint) []ringPoint {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]ringPoint, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if comparePoints(a[0], b[0]) <= 0 {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
 		}
 	}
-	// Equal hashes go to the lower owner, i.e. the lower ID: stable across
-	// updates.
-	slices.SortFunc(pts, func(a, b ringPoint) int {
-		return cmp.Or(cmp.Compare(a.hash, b.hash), cmp.Compare(a.owner, b.owner))
-	})
-	r.points = make([]uint64, len(pts))
-	r.owners = make([]uint32, len(pts))
-	for i, p := range pts {
-		r.points[i], r.owners[i] = p.hash, p.owner
-	}
-	// About one point per bucket.
-	nb := max(1, bits.Len(uint(len(pts)-1)))
+	return append(append(out, a...), b...)
+}
+
+// buildIndex makes about one bucket per point.
+func (r *ring) buildIndex() {
+	nb := max(1, bits.Len(uint(len(r.points)-1)))
 	r.shift = uint(64 - nb)
 	r.index = make([]uint32, 1<<nb+1)
 	i := 0
 	for b := range r.index {
-		for i < len(pts) && pts[i].hash>>r.shift < uint64(b) {
+		for i < len(r.points) && r.points[i].hash>>r.shift < uint64(b) {
 			i++
 		}
 		r.index[b] = uint32(i)

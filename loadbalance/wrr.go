@@ -17,29 +17,35 @@ const maxCycle = 1 << 16
 type weightedRoundRobin struct {
 	eps   []*Endpoint
 	cycle []uint32 // indexes into eps; nil when all weights are equal
+	n     divisor  // len(cycle), or len(eps) without a cycle
 	seq   *counter
 }
 
 func weightedRoundRobinBuilder() func([]*Endpoint) picker {
 	seq := new(counter)
 	return func(eps []*Endpoint) picker {
-		return &weightedRoundRobin{eps: eps, cycle: smoothCycle(cycleWeights(eps)), seq: seq}
+		cycle := smoothCycle(cycleWeights(eps))
+		steps := len(eps)
+		if cycle != nil {
+			steps = len(cycle)
+		}
+		return &weightedRoundRobin{eps: eps, cycle: cycle, n: newDivisor(steps), seq: seq}
 	}
 }
 
 func (p *weightedRoundRobin) pick(string) *Endpoint {
-	i := p.seq.next()
+	i := p.n.mod(p.seq.next())
 	if p.cycle == nil {
-		return p.eps[i%uint64(len(p.eps))]
+		return p.eps[i]
 	}
-	return p.eps[p.cycle[i%uint64(len(p.cycle))]]
+	return p.eps[p.cycle[i]]
 }
 
 // cycleWeights returns the endpoints' weights reduced by their GCD, which
 // leaves nginx's sequence unchanged. If the sum still exceeds maxCycle they
-// are scaled down proportionally (at least 1 each): the order is then
-// nginx's for the scaled weights, and each share is off by under one step
-// in the scaled cycle.
+// are scaled to sum to about maxCycle, rounding down but keeping at least 1:
+// the order is then nginx's for the scaled weights, whose shares are off by
+// that rounding, under one scaled unit each.
 func cycleWeights(eps []*Endpoint) []int64 {
 	w := make([]int64, len(eps))
 	var sum int64

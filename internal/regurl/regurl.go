@@ -81,9 +81,17 @@ type Options struct {
 func Open(ctx context.Context, sp Spec, o Options) (registry.Backend, error) {
 	switch sp.Kind {
 	case Etcd:
-		return etcdreg.Dial(ctx, etcdreg.Config{Endpoints: sp.Servers, Root: o.Root, TTL: o.TTL, Logger: o.Logger})
+		c, err := etcdreg.Dial(ctx, etcdreg.Config{Endpoints: sp.Servers, Root: o.Root, TTL: o.TTL, Logger: o.Logger})
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	case ZK:
-		return zkreg.Dial(ctx, zkreg.Config{Servers: sp.Servers, Chroot: sp.Chroot, Root: o.Root, SessionTimeout: o.TTL, Logger: o.Logger})
+		c, err := zkreg.Dial(ctx, zkreg.Config{Servers: sp.Servers, Chroot: sp.Chroot, Root: o.Root, SessionTimeout: o.TTL, Logger: o.Logger})
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	case Embedded:
 		return nil, fmt.Errorf("embedded registry must be started, then opened as etcd")
 	}

@@ -3,11 +3,13 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -41,7 +43,7 @@ type ZooKeeper struct {
 }
 
 // StartZooKeeper starts a server with tickTime=200 (sessions may be as short
-// as 400ms) on a free port and waits until it answers "ruok". A missing Java
+// as 400ms) on a free port and waits until it serves. A missing Java
 // or ZooKeeper install goes through Require; a server that does not come up
 // fails the test. The server is killed when the test ends.
 func StartZooKeeper(t testing.TB) *ZooKeeper {
@@ -153,15 +155,16 @@ func (z *ZooKeeper) killLocked() {
 	z.cmd, z.done = nil, nil
 }
 
-// waitZooKeeper polls the "ruok" four-letter word until the server answers
-// "imok", the process exits, or the timeout passes.
+// waitZooKeeper polls the "srvr" four-letter word until the server reports
+// its mode, the process exits, or the timeout passes. "ruok" is not enough:
+// it answers "imok" before the server accepts sessions.
 func waitZooKeeper(addr string, exited <-chan struct{}, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	last := errors.New("no answer yet")
 	for {
-		if ok, err := ruok(addr); ok {
+		if ok, err := serving(addr); ok {
 			return nil
 		} else if err != nil {
 			last = err
@@ -177,22 +180,34 @@ func waitZooKeeper(addr string, exited <-chan struct{}, timeout time.Duration) e
 	}
 }
 
-func ruok(addr string) (bool, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+// serving reports whether the server at addr accepts sessions.
+func serving(addr string) (bool, error) {
+	out, err := fourLetter(addr, "srvr")
 	if err != nil {
 		return false, err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("ruok")); err != nil {
-		return false, err
-	}
-	buf := make([]byte, 4)
-	n, _ := c.Read(buf)
-	if string(buf[:n]) != "imok" {
-		return false, fmt.Errorf("ruok answered %q", buf[:n])
+	if !strings.Contains(out, "Mode: ") {
+		return false, fmt.Errorf("srvr answered %q", out)
 	}
 	return true, nil
+}
+
+// fourLetter sends a ZooKeeper four-letter command and returns the answer.
+func fourLetter(addr, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte(cmd)); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	if len(b) == 0 && err != nil {
+		return "", err
+	}
+	return string(b), nil
 }
 
 // tail returns the last n bytes of a file, for failure messages.

@@ -19,9 +19,9 @@ func TestZooKeeperLifecycle(t *testing.T) {
 	}
 	for _, s := range steps {
 		s.do()
-		ok, err := ruok(z.Addr)
+		ok, err := serving(z.Addr)
 		if ok != s.up {
-			t.Fatalf("%s: ruok on %s got %v (%v), want %v", s.name, z.Addr, ok, err, s.up)
+			t.Fatalf("%s: serving on %s: got %v (%v), want %v", s.name, z.Addr, ok, err, s.up)
 		}
 	}
 }

@@ -22,8 +22,8 @@ type Config struct {
 	// Root is the registry root; "" means registry.DefaultRoot.
 	Root string
 	// TTL is the lease TTL of each registration, rounded up to whole seconds
-	// (default 10s). It also bounds how long a watcher waits on a silent etcd
-	// before it reports an error.
+	// (default 10s). A watcher that hears nothing from etcd for a TTL checks
+	// the cluster with a read and reports an error if that fails too.
 	TTL time.Duration
 	// DialTimeout bounds Dial's first contact and every single request
 	// (default 5s).

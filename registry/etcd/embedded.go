@@ -39,7 +39,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.PeerAddr == "" {
 		cfg.PeerAddr = "127.0.0.1:2380"
 	}
-	ec, err := EmbedConfig(cfg)
+	ec, err := embedConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -64,9 +64,8 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 }
 
-// EmbedConfig translates cfg into the etcd server's own configuration, for
-// callers that need to adjust more (tests shorten timings).
-func EmbedConfig(cfg EmbeddedConfig) (*embed.Config, error) {
+// embedConfig translates cfg into the etcd server's own configuration.
+func embedConfig(cfg EmbeddedConfig) (*embed.Config, error) {
 	curl, err := url.Parse("http://" + cfg.ClientAddr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd: client address %q: %w", cfg.ClientAddr, err)
@@ -95,7 +94,9 @@ func EmbedConfig(cfg EmbeddedConfig) (*embed.Config, error) {
 // Endpoint is the client address, host:port.
 func (e *Embedded) Endpoint() string { return e.endpoint }
 
-// Close stops the member and waits for it to end.
+// Close stops the member and waits for it to end. etcd lets open watch and
+// keep-alive streams finish for up to about seven seconds, so close this
+// process's own clients first.
 func (e *Embedded) Close() {
 	e.etcd.Close()
 	<-e.etcd.Server.StopNotify()

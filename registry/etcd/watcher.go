@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -25,6 +26,12 @@ type watcher struct {
 	ctx    context.Context // ends on Close
 	cancel context.CancelFunc
 
+	// mu guards closed; wg.Add happens under it so that Close, once it has
+	// set closed, waits for every goroutine that will ever start.
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup // goroutines waiting for a watch to be created
+
 	// Only Next touches these. ready delivers the watch channel once the
 	// watch is created; services is nil until the first successful list.
 	ready     chan clientv3.WatchChan
@@ -44,16 +51,22 @@ func newWatcher(c *Client) *watcher {
 	}
 }
 
-// Close ends the watch; Next then returns ErrClosed.
+// Close ends the watch and waits for its goroutines; Next then returns
+// ErrClosed.
 func (w *watcher) Close() error {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
 	w.cancel()
+	w.wg.Wait()
 	return nil
 }
 
 // Next returns every service on the first call and after an error, and then
 // blocks until something changes. An error never stands for "no instances":
 // a closed watch, a compaction, a lost leader, or an etcd that stays silent
-// for the lease TTL all return an error, and the next call lists afresh.
+// for the lease TTL and then fails a read all return an error, and the next
+// call lists afresh.
 func (w *watcher) Next(ctx context.Context) (registry.Batch, error) {
 	if w.ctx.Err() != nil {
 		w.reset()
@@ -76,6 +89,16 @@ func (w *watcher) Next(ctx context.Context) (registry.Batch, error) {
 	return b, nil
 }
 
+// request bounds one request by ctx, the client's timeout, and Close.
+func (w *watcher) request(ctx context.Context) (context.Context, context.CancelFunc) {
+	rctx, cancel := w.c.request(ctx)
+	stop := context.AfterFunc(w.ctx, cancel)
+	return rctx, func() {
+		stop()
+		cancel()
+	}
+}
+
 // reset drops the watch and the cached state, so the next call re-lists.
 func (w *watcher) reset() {
 	if w.stopWatch != nil {
@@ -86,7 +109,7 @@ func (w *watcher) reset() {
 
 // list reads the whole prefix at one revision and starts the watch after it.
 func (w *watcher) list(ctx context.Context) (registry.Batch, error) {
-	rctx, cancel := w.c.request(ctx)
+	rctx, cancel := w.request(ctx)
 	resp, err := w.c.cli.Get(rctx, w.layout.Prefix(), clientv3.WithPrefix())
 	cancel()
 	if err != nil {
@@ -111,13 +134,21 @@ func (w *watcher) list(ctx context.Context) (registry.Batch, error) {
 		b.Services[name] = sorted(set)
 	}
 
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return registry.Batch{}, ErrClosed
+	}
+	w.wg.Add(1)
+	w.mu.Unlock()
 	// A leaderless member cancels the watch instead of leaving it silent.
 	wctx, stop := context.WithCancel(clientv3.WithRequireLeader(w.ctx))
 	ready := make(chan clientv3.WatchChan, 1)
 	rev := resp.Header.Revision + 1
-	// clientv3's Watch blocks until the server confirms the watch; follow
-	// waits for it under its own deadlines instead.
+	// clientv3's Watch blocks until the server confirms the watch (or wctx
+	// ends); follow waits for it under its own deadlines instead.
 	go func() {
+		defer w.wg.Done()
 		ready <- w.c.cli.Watch(wctx, w.layout.Prefix(),
 			clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
 	}()
@@ -128,8 +159,11 @@ func (w *watcher) list(ctx context.Context) (registry.Batch, error) {
 // follow waits for the next change and returns the services it touched,
 // together with every change already pending.
 func (w *watcher) follow(ctx context.Context) (registry.Batch, error) {
-	// Silence is probed with a progress request halfway through the window;
-	// any response, progress included, proves the watch alive.
+	// Halfway through a silent window, ask for a progress notification: any
+	// response proves the watch alive. etcd answers none while the watch
+	// starts past its current revision (nothing written since the list, or
+	// since a transparent resume), so an unanswered window ends with a read
+	// that proves the cluster reachable, or with an error.
 	timer := time.NewTimer(w.silence / 2)
 	defer timer.Stop()
 	probed := false
@@ -147,14 +181,15 @@ func (w *watcher) follow(ctx context.Context) (registry.Batch, error) {
 			w.wch, w.ready = wch, nil
 			heard()
 		case <-timer.C:
-			if probed {
-				return registry.Batch{}, fmt.Errorf("etcd registry: watch silent for %v", w.silence)
+			if !probed && w.requestProgress() == nil {
+				probed = true
+				timer.Reset(w.silence / 2)
+				continue
 			}
-			probed = true
-			timer.Reset(w.silence / 2)
-			if err := w.probe(); err != nil {
+			if err := w.ping(ctx); err != nil {
 				return registry.Batch{}, err
 			}
+			heard()
 		case resp, ok := <-w.wch:
 			heard()
 			changed := make(map[string]struct{})
@@ -185,13 +220,21 @@ func (w *watcher) follow(ctx context.Context) (registry.Batch, error) {
 	}
 }
 
-// probe asks etcd for a progress notification on the watch stream.
-func (w *watcher) probe() error {
+// requestProgress asks etcd for a progress notification on the watch stream.
+func (w *watcher) requestProgress() error {
 	// The stream is found by the context's metadata, hence the leader flag.
 	pctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(w.ctx), w.silence/2)
 	defer cancel()
-	if err := w.c.cli.RequestProgress(pctx); err != nil {
-		return fmt.Errorf("etcd registry: watch progress: %w", err)
+	return w.c.cli.RequestProgress(pctx)
+}
+
+// ping makes one linearizable read of a single key: it succeeds only while
+// the cluster has a leader and answers.
+func (w *watcher) ping(ctx context.Context) error {
+	rctx, cancel := w.request(ctx)
+	defer cancel()
+	if _, err := w.c.cli.Get(rctx, w.layout.Root, clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("etcd registry: watch silent for %v and etcd unreachable: %w", w.silence, err)
 	}
 	return nil
 }

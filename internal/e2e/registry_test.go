@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/regurl"
+	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/registry"
+)
+
+// liveRegistry is a real registry server started for one test.
+type liveRegistry struct {
+	url         string
+	stop, start func()
+}
+
+func startRegistry(t *testing.T, kind string) liveRegistry {
+	switch kind {
+	case "etcd":
+		e := testenv.StartEtcd(t)
+		return liveRegistry{url: "etcd://" + e.Endpoint, stop: e.Stop, start: e.Start}
+	case "zk":
+		z := testenv.StartZooKeeper(t)
+		return liveRegistry{url: "zk://" + z.Addr, stop: z.Stop, start: z.Start}
+	}
+	t.Fatalf("unknown registry %q", kind)
+	return liveRegistry{}
+}
+
+func addr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
+
+// The whole product path on each real registry, with every component a
+// separate process: gateway, echo backends, sidecars.
+func TestRegistryPath(t *testing.T) {
+	for _, kind := range []string{"etcd", "zk"} {
+		t.Run(kind, func(t *testing.T) { testRegistryPath(t, kind) })
+	}
+}
+
+func testRegistryPath(t *testing.T, kind string) {
+	reg := startRegistry(t, kind)
+	gwAddr, adminAddr := addr(t), addr(t)
+	start(t, "gateway", "gateway", "--listen", gwAddr, "--admin", adminAddr, "--registry", reg.url,
+		"--registry-ttl", "2s", "--access-log=false", "--log-level", "warn")
+	waitFor(t, 20*time.Second, "gateway ready", func() bool {
+		resp, err := client.Get("http://" + adminAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	url := "http://" + gwAddr + "/echo/hello"
+	routedTo := func(name string) bool {
+		for i := 0; i < 4; i++ {
+			if n, _, _ := echoName(url); n == name {
+				return true
+			}
+		}
+		return false
+	}
+
+	aAddr, bAddr := addr(t), addr(t)
+	start(t, "echo-a", "echo", "--listen", aAddr, "--name", "a")
+	echoB := start(t, "echo-b", "echo", "--listen", bAddr, "--name", "b")
+	sidecar := func(name, backend string) *proc {
+		return start(t, "sidecar-"+name, "sidecar", "--registry", reg.url, "--service", "echo", "--id", name,
+			"--address", "http://"+backend, "--health", "http://"+backend+"/healthz",
+			"--interval", "100ms", "--fall", "2", "--ttl", "2s", "--drain", "300ms", "--log-level", "warn")
+	}
+	sideA := sidecar("a", aAddr)
+	waitFor(t, 20*time.Second, "a routable through its sidecar", func() bool { return routedTo("a") })
+
+	// Registration → first routed request, deregistration → last routed
+	// request, measured with an in-process registrar.
+	ctx := context.Background()
+	spec, err := regurl.Parse(reg.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := regurl.Open(ctx, spec, regurl.Options{TTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b := registry.Instance{Service: "echo", ID: "b", Address: "http://" + bAddr}
+	var up, down []time.Duration
+	for i := 0; i < 10; i++ {
+		t0 := time.Now()
+		if _, err := r.Register(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Second, "b routable within 1s of registration", func() bool { return routedTo("b") })
+		up = append(up, time.Since(t0))
+
+		t0 = time.Now()
+		if err := r.Deregister(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		var last time.Time
+		streak := 0
+		waitFor(t, 2*time.Second, "b unrouted within 2s of deregistration", func() bool {
+			if n, _, _ := echoName(url); n == "b" {
+				last, streak = time.Now(), 0
+			} else {
+				streak++
+			}
+			return streak >= 20
+		})
+		if !last.IsZero() {
+			down = append(down, last.Sub(t0))
+		} else {
+			down = append(down, 0)
+		}
+	}
+	slices.Sort(up)
+	slices.Sort(down)
+	t.Logf("%s: registration→first routed: p50 %v max %v; deregistration→last routed: p50 %v max %v",
+		kind, up[len(up)/2], up[len(up)-1], down[len(down)/2], down[len(down)-1])
+
+	// A sidecar killed with SIGKILL: the record goes when its session or lease expires.
+	sideB := sidecar("b", bAddr)
+	waitFor(t, 10*time.Second, "b routable through its sidecar", func() bool { return routedTo("b") })
+	t0 := time.Now()
+	sideB.signal(syscall.SIGKILL)
+	waitFor(t, 15*time.Second, "b gone after its sidecar was killed", func() bool { return !routedTo("b") && !routedTo("b") })
+	t.Logf("%s: sidecar SIGKILL → unrouted after %v (TTL 2s)", kind, time.Since(t0).Round(10*time.Millisecond))
+
+	// Health: the backend stops, its sidecar deregisters it; it returns, and so does its record.
+	sidecar("b2", bAddr)
+	waitFor(t, 10*time.Second, "b routable through a new sidecar", func() bool { return routedTo("b") })
+	echoB.stop(10 * time.Second)
+	waitFor(t, 10*time.Second, "b unrouted after its health check failed", func() bool {
+		for i := 0; i < 4; i++ {
+			if n, code, _ := echoName(url); n != "a" || code != 200 {
+				return false
+			}
+		}
+		return true
+	})
+	start(t, "echo-b-again", "echo", "--listen", bAddr, "--name", "b")
+	waitFor(t, 10*time.Second, "b routable again after recovering", func() bool { return routedTo("b") })
+
+	// SIGTERM of a sidecar deregisters before it exits.
+	sideA.stop(10 * time.Second)
+	waitFor(t, 5*time.Second, "a unrouted after its sidecar stopped", func() bool {
+		for i := 0; i < 4; i++ {
+			if n, _, _ := echoName(url); n != "b" {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Registry down: the gateway keeps routing to the last known instances.
+	reg.stop()
+	deadline := time.Now().Add(3 * time.Second)
+	for n := 0; time.Now().Before(deadline); n++ {
+		name, code, err := echoName(url)
+		if err != nil || code != 200 || name != "b" {
+			t.Fatalf("request %d with the registry down: got %q %d %v, want b 200", n, name, code, err)
+		}
+	}
+	reg.start()
+}
