@@ -179,5 +179,3 @@ func (p *proc) hasLine(parts ...string) bool {
 	}
 	return false
 }
-
-
