@@ -35,6 +35,16 @@ func echoHandler(name string) http.Handler {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
+		// ?sleep=D delays the answer, for trying timeouts and graceful drains.
+		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil && d > 0 {
+			t := time.NewTimer(min(d, 30*time.Second))
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Echo-Name", name)
