@@ -88,7 +88,7 @@ Try:
   go run ./cmd/gatehouse services --registry %[3]s
   go run ./cmd/gatehouse echo --listen 127.0.0.1:9100 --name mine --registry %[3]s --service echo
 Ctrl-C stops everything.
-`, info.Addr, info.AdminAddr, info.RegistryEndpoint, portOf(info.Addr))
+`, "localhost:"+portOf(info.Addr), info.AdminAddr, info.RegistryEndpoint, portOf(info.Addr))
 		err = <-gwDone
 		for _, k := range keepers {
 			k.stop()
