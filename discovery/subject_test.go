@@ -74,7 +74,13 @@ func ids(s Snapshot) []string {
 
 func start(t *testing.T, w Watcher) *Subject {
 	t.Helper()
-	s := NewSubject(w, Options{Backoff: registry.Backoff{Base: time.Millisecond, Max: 2 * time.Millisecond}})
+	return startWith(t, w, Options{PanicFloor: -1})
+}
+
+func startWith(t *testing.T, w Watcher, o Options) *Subject {
+	t.Helper()
+	o.Backoff = registry.Backoff{Base: time.Millisecond, Max: 2 * time.Millisecond}
+	s := NewSubject(w, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()

@@ -15,22 +15,26 @@ import (
 // gatewayConfig is the gateway's whole configuration, as flags, variables
 // and the YAML file give it.
 type gatewayConfig struct {
-	Listen          string                 `mapstructure:"listen"`
-	Admin           string                 `mapstructure:"admin"`
-	Registry        string                 `mapstructure:"registry"`
-	RegistryRoot    string                 `mapstructure:"registry_root"`
-	RegistryTTL     time.Duration          `mapstructure:"registry_ttl"`
-	Embedded        embeddedConfig         `mapstructure:"embedded"`
-	LogLevel        string                 `mapstructure:"log_level"`
-	LogFormat       string                 `mapstructure:"log_format"`
-	AccessLog       bool                   `mapstructure:"access_log"`
-	DiscoveryRoutes bool                   `mapstructure:"discovery_routes"`
-	DefaultPolicy   string                 `mapstructure:"default_policy"`
-	TrustedProxies  []string               `mapstructure:"trusted_proxies"`
-	Upstream        upstreamConfig         `mapstructure:"upstream"`
-	ShutdownTimeout time.Duration          `mapstructure:"shutdown_timeout"`
-	Routes          []gateway.RouteConfig  `mapstructure:"routes"`
-	Extra           map[string]interface{} `mapstructure:",remain"`
+	Listen            string                 `mapstructure:"listen"`
+	Admin             string                 `mapstructure:"admin"`
+	Registry          string                 `mapstructure:"registry"`
+	RegistryRoot      string                 `mapstructure:"registry_root"`
+	RegistryTTL       time.Duration          `mapstructure:"registry_ttl"`
+	Embedded          embeddedConfig         `mapstructure:"embedded"`
+	LogLevel          string                 `mapstructure:"log_level"`
+	LogFormat         string                 `mapstructure:"log_format"`
+	AccessLog         bool                   `mapstructure:"access_log"`
+	DiscoveryRoutes   bool                   `mapstructure:"discovery_routes"`
+	DefaultPolicy     string                 `mapstructure:"default_policy"`
+	TrustedProxies    []string               `mapstructure:"trusted_proxies"`
+	Upstream          upstreamConfig         `mapstructure:"upstream"`
+	ShutdownTimeout   time.Duration          `mapstructure:"shutdown_timeout"`
+	SnapshotFile      string                 `mapstructure:"snapshot_file"`
+	MaxStaleness      time.Duration          `mapstructure:"max_staleness"`
+	PanicFloor        float64                `mapstructure:"panic_floor"`
+	PanicConfirmDelay time.Duration          `mapstructure:"panic_confirm_delay"`
+	Routes            []gateway.RouteConfig  `mapstructure:"routes"`
+	Extra             map[string]interface{} `mapstructure:",remain"`
 }
 
 type embeddedConfig struct {
@@ -79,6 +83,12 @@ func (c gatewayConfig) validate() error {
 	}
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: empty"))
+	}
+	if c.PanicFloor >= 1 {
+		errs = append(errs, errors.New("panic_floor: must be below 1 (negative turns it off)"))
+	}
+	if c.MaxStaleness < 0 || c.PanicConfirmDelay < 0 {
+		errs = append(errs, errors.New("max_staleness, panic_confirm_delay: negative"))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("shutdown_timeout: negative"))

@@ -47,6 +47,10 @@ func newGatewayCmd() *cobra.Command {
 	fs.Duration("upstream-idle-conn-timeout", 90*time.Second, "how long idle upstream connections are kept")
 	fs.Int("upstream-max-idle-conns-per-host", 512, "idle upstream connections kept per backend")
 	fs.Duration("shutdown-timeout", 15*time.Second, "how long in-flight requests may finish on SIGTERM")
+	fs.String("snapshot-file", "", "file the routing state is saved to and, with the registry down at start, served from")
+	fs.Duration("max-staleness", 0, "expire all services after the registry is unreachable this long (0: serve the last good sets forever)")
+	fs.Float64("panic-floor", 0.5, "largest share of a service's instances one update may remove before it is held for confirmation (negative: off)")
+	fs.Duration("panic-confirm-delay", 3*time.Second, "how long the panic floor holds a large removal")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		s, err := bindSettings(fs)
 		if err != nil {
@@ -101,7 +105,13 @@ func runGateway(ctx context.Context, cfg gatewayConfig, log *zap.Logger,
 		return regurl.Open(ctx, spec, regurl.Options{Root: cfg.RegistryRoot, TTL: cfg.RegistryTTL, Logger: log.Named("registry")})
 	}}
 	defer lw.Close()
-	subject := discovery.NewSubject(lw, discovery.Options{Logger: log.Named("discovery")})
+	subject := discovery.NewSubject(lw, discovery.Options{
+		Logger:       log.Named("discovery"),
+		MaxStaleness: cfg.MaxStaleness,
+		PanicFloor:   cfg.PanicFloor,
+		ConfirmDelay: cfg.PanicConfirmDelay,
+		SnapshotPath: cfg.SnapshotFile,
+	})
 	gw, err := gateway.New(cfg.gateway(), subject, log.Named("gateway"))
 	if err != nil {
 		return err
@@ -126,10 +136,8 @@ func runGateway(ctx context.Context, cfg gatewayConfig, log *zap.Logger,
 		select {
 		case <-draining:
 			return false
-		case <-subject.Synced():
-			return true
 		default:
-			return false
+			return subject.Ready()
 		}
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -145,7 +153,7 @@ func runGateway(ctx context.Context, cfg gatewayConfig, log *zap.Logger,
 			ln.Close()
 			return fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
 		}
-		adminSrv = &http.Server{Handler: gw.AdminHandler(ready), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: adminHandler(gw, subject, ready), ReadHeaderTimeout: 10 * time.Second}
 		go adminSrv.Serve(adminLn)
 	}
 	serveErr := make(chan error, 1)

@@ -1,0 +1,90 @@
+package discovery
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/registry"
+)
+
+// heldUpdate is a set the panic floor keeps back: it would remove too many
+// instances at once to be trusted before it is confirmed.
+type heldUpdate struct {
+	ins     []registry.Instance
+	removed int
+	since   time.Time
+	timer   *time.Timer
+}
+
+func (st *serviceState) cancelHeldLocked() {
+	if st.held != nil {
+		st.held.timer.Stop()
+		st.held = nil
+	}
+}
+
+// holdLocked reports whether ins must be held back. A set that removes more
+// than one instance and more than PanicFloor of the published set waits for
+// ConfirmDelay, or for a full re-list that still removes them; a newer set
+// that does not cross the floor replaces it.
+func (s *Subject) holdLocked(name string, st *serviceState, ins []registry.Instance, full bool) bool {
+	cur := st.snap.Instances
+	if s.opts.PanicFloor < 0 || st.snap.Version == 0 || s.status.State == Expired {
+		st.cancelHeldLocked()
+		return false
+	}
+	removed := countRemoved(cur, ins)
+	if removed < 2 || float64(removed) <= s.opts.PanicFloor*float64(len(cur)) {
+		if st.held != nil {
+			s.log.Info("panic floor: held removal superseded by a smaller change", zap.String("service", name))
+		}
+		st.cancelHeldLocked()
+		return false
+	}
+	if st.held != nil && full {
+		s.log.Warn("panic floor: large removal confirmed by a full re-list", zap.String("service", name),
+			zap.Int("removed", removed), zap.Int("of", len(cur)))
+		st.cancelHeldLocked()
+		return false
+	}
+	if st.held == nil {
+		h := &heldUpdate{since: time.Now()}
+		h.timer = time.AfterFunc(s.opts.ConfirmDelay, func() { s.confirmHeld(name, h) })
+		st.held = h
+		s.log.Warn("panic floor: holding an update that removes too many instances at once",
+			zap.String("service", name), zap.Int("removed", removed), zap.Int("of", len(cur)),
+			zap.Duration("confirm_after", s.opts.ConfirmDelay))
+	}
+	st.held.ins, st.held.removed = ins, removed
+	return true
+}
+
+// confirmHeld applies a held set whose delay has passed.
+func (s *Subject) confirmHeld(name string, h *heldUpdate) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.services[name]
+	if st == nil || st.held != h {
+		return
+	}
+	st.held = nil
+	s.log.Warn("panic floor: large removal confirmed after the delay", zap.String("service", name),
+		zap.Int("removed", h.removed))
+	s.publishLocked(name, st, h.ins)
+}
+
+// countRemoved counts the IDs of cur (sorted by ID) missing from next
+// (sorted by ID).
+func countRemoved(cur, next []registry.Instance) int {
+	removed, j := 0, 0
+	for _, in := range cur {
+		for j < len(next) && next[j].ID < in.ID {
+			j++
+		}
+		if j == len(next) || next[j].ID != in.ID {
+			removed++
+		}
+	}
+	return removed
+}
