@@ -20,13 +20,6 @@ const (
 	DefaultResponseHeaderTimeout = 30 * time.Second
 	DefaultIdleConnTimeout       = 90 * time.Second
 	DefaultMaxIdleConnsPerHost   = 512
-	DefaultEngine                = EngineLean
-)
-
-// Engine names for Config.Engine.
-const (
-	EngineLean         = "lean"
-	EngineReverseProxy = "reverseproxy"
 )
 
 // policyConsistentHash is the one policy that needs a hash key.
@@ -52,10 +45,6 @@ type Config struct {
 	// bursts do not churn sockets into TIME_WAIT; default 512.
 	MaxIdleConnsPerHost int
 	AccessLog           bool
-	// Engine selects the upstream proxy engine: "lean" (the default; a
-	// pooled HTTP/1.1 client that hands unusual requests to the standard
-	// one) or "reverseproxy" (httputil.ReverseProxy for every request).
-	Engine string
 }
 
 // RouteConfig is one configured route.
@@ -97,9 +86,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxIdleConnsPerHost == 0 {
 		c.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
-	}
-	if c.Engine == "" {
-		c.Engine = DefaultEngine
 	}
 	return c
 }
@@ -144,9 +130,6 @@ func (c Config) Validate() error {
 	}
 	if c.MaxIdleConnsPerHost < 0 {
 		bad("max idle conns per host: %d is negative", c.MaxIdleConnsPerHost)
-	}
-	if c.Engine != EngineLean && c.Engine != EngineReverseProxy {
-		bad("engine: unknown engine %q (valid: %s, %s)", c.Engine, EngineLean, EngineReverseProxy)
 	}
 
 	names := make(map[string]bool)

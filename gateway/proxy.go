@@ -37,19 +37,10 @@ type target struct {
 type transportConfig struct {
 	dialTimeout, responseHeaderTimeout, idleConnTimeout time.Duration
 	maxIdleConnsPerHost                                 int
-	engine                                              string
 }
 
 func transportConfigOf(c Config) transportConfig {
-	return transportConfig{c.DialTimeout, c.ResponseHeaderTimeout, c.IdleConnTimeout, c.MaxIdleConnsPerHost, c.Engine}
-}
-
-// newEngine builds the engine tc names.
-func newEngine(tc transportConfig, log *zap.Logger) engine {
-	if tc.engine == EngineReverseProxy {
-		return newProxyEngine(tc, log)
-	}
-	return newLeanEngine(tc, log)
+	return transportConfig{c.DialTimeout, c.ResponseHeaderTimeout, c.IdleConnTimeout, c.MaxIdleConnsPerHost}
 }
 
 func newTransport(tc transportConfig) *http.Transport {
