@@ -21,6 +21,7 @@ func adminHandler(gw *gateway.Gateway, subject *discovery.Subject, ready func() 
 		}
 		writeAdminJSON(w, code, map[string]any{"status": status, "registry": subject.Status()})
 	})
+	mux.HandleFunc("GET /admin/routed", routedHandler(gw))
 	mux.HandleFunc("GET /admin/registry", func(w http.ResponseWriter, _ *http.Request) {
 		services := map[string]discovery.ServiceStatus{}
 		for _, name := range subject.Services() {

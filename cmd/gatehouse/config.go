@@ -29,6 +29,9 @@ type gatewayConfig struct {
 	TrustedProxies    []string               `mapstructure:"trusted_proxies"`
 	Upstream          upstreamConfig         `mapstructure:"upstream"`
 	ShutdownTimeout   time.Duration          `mapstructure:"shutdown_timeout"`
+	ShutdownDelay     time.Duration          `mapstructure:"shutdown_delay"`
+	GatewaysRoot      string                 `mapstructure:"gateways_root"`
+	AdvertiseAdmin    string                 `mapstructure:"advertise_admin"`
 	SnapshotFile      string                 `mapstructure:"snapshot_file"`
 	MaxStaleness      time.Duration          `mapstructure:"max_staleness"`
 	PanicFloor        float64                `mapstructure:"panic_floor"`
@@ -80,6 +83,11 @@ func (c gatewayConfig) validate() error {
 	}
 	if _, err := registry.NewLayout(c.RegistryRoot); err != nil {
 		errs = append(errs, err)
+	}
+	if _, err := registry.NewLayout(c.GatewaysRoot); err != nil {
+		errs = append(errs, fmt.Errorf("gateways_root: %w", err))
+	} else if c.GatewaysRoot == c.RegistryRoot || c.GatewaysRoot == "" {
+		errs = append(errs, errors.New("gateways_root must differ from registry_root"))
 	}
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: empty"))

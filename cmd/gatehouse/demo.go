@@ -41,7 +41,7 @@ func newDemoCmd() *cobra.Command {
 			RegistryRoot: registry.DefaultRoot, RegistryTTL: 5 * time.Second,
 			Embedded:  embeddedConfig{ClientAddr: get("registry-addr"), PeerAddr: get("peer-addr")},
 			AccessLog: accessLog, DiscoveryRoutes: true, DefaultPolicy: "round_robin",
-			ShutdownTimeout: 5 * time.Second,
+			ShutdownTimeout: 5 * time.Second, GatewaysRoot: DefaultGatewaysRoot, PanicFloor: 0.5,
 		}
 		if err := cfg.validate(); err != nil {
 			return err

@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+
+	"github.com/gatehouse/gatehouse/registry"
 )
 
 // echoReply is what the demo backend answers.
@@ -97,7 +99,7 @@ func newEchoCmd() *cobra.Command {
 	fs.String("listen", "127.0.0.1:9000", "address to serve on")
 	fs.String("name", "", "name to answer with (default: host name and port)")
 	fs.String("advertise", "", "URL to register (default: http:// and the listening address)")
-	fs.Duration("drain", time.Second, "on SIGTERM, how long to keep serving after deregistering")
+	fs.Duration("drain", time.Second, "on SIGTERM, how long to keep serving after deregistering when the gateways cannot confirm")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		s, err := bindSettings(fs)
 		if err != nil {
@@ -121,12 +123,13 @@ func newEchoCmd() *cobra.Command {
 		}
 		log.Info("echo listening", zap.String("addr", e.addr), zap.String("name", name))
 		var k *keeper
+		var in registry.Instance
 		if s.v.GetString("registry") != "" {
 			addr := s.v.GetString("advertise")
 			if addr == "" {
 				addr = "http://" + e.addr
 			}
-			in, err := instanceFromSettings(s, addr)
+			in, err = instanceFromSettings(s, addr)
 			if err != nil {
 				return err
 			}
@@ -138,9 +141,8 @@ func newEchoCmd() *cobra.Command {
 			k = startKeeper(ctx, backend, in, log)
 		}
 		<-ctx.Done()
-		k.stop()
 		if k != nil {
-			time.Sleep(s.v.GetDuration("drain"))
+			deregisterAndDrain(s, k, in, log)
 		}
 		e.shutdown(10 * time.Second)
 		log.Info("echo stopped")

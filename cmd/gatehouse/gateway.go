@@ -47,6 +47,9 @@ func newGatewayCmd() *cobra.Command {
 	fs.Duration("upstream-idle-conn-timeout", 90*time.Second, "how long idle upstream connections are kept")
 	fs.Int("upstream-max-idle-conns-per-host", 512, "idle upstream connections kept per backend")
 	fs.Duration("shutdown-timeout", 15*time.Second, "how long in-flight requests may finish on SIGTERM")
+	fs.Duration("shutdown-delay", 0, "on SIGTERM, how long /readyz fails before the listener closes (time for a load balancer to notice)")
+	fs.String("gateways-root", DefaultGatewaysRoot, "registry path where this gateway announces its admin API")
+	fs.String("advertise-admin", "", "admin URL announced to sidecars for drain confirmations (default from --admin; \"none\" to not announce)")
 	fs.String("snapshot-file", "", "file the routing state is saved to and, with the registry down at start, served from")
 	fs.Duration("max-staleness", 0, "expire all services after the registry is unreachable this long (0: serve the last good sets forever)")
 	fs.Float64("panic-floor", 0.5, "largest share of a service's instances one update may remove before it is held for confirmation (negative: off)")
@@ -162,6 +165,15 @@ func runGateway(ctx context.Context, cfg gatewayConfig, log *zap.Logger,
 	if adminLn != nil {
 		info.AdminAddr = adminLn.Addr().String()
 	}
+	announceCtx, stopAnnounce := context.WithCancel(context.WithoutCancel(ctx))
+	announced := make(chan struct{})
+	if u := advertiseAdmin(cfg.AdvertiseAdmin, info.AdminAddr); u != "" {
+		opts := regurl.Options{Root: cfg.GatewaysRoot, TTL: cfg.RegistryTTL, Logger: log.Named("announce")}
+		go func() { defer close(announced); announceGateway(announceCtx, spec, opts, u, log) }()
+	} else {
+		close(announced)
+	}
+	defer func() { stopAnnounce(); <-announced }()
 	log.Info("gateway listening", zap.String("addr", info.Addr), zap.String("admin", info.AdminAddr),
 		zap.String("registry", info.RegistryEndpoint))
 	if started != nil {
@@ -189,6 +201,12 @@ func runGateway(ctx context.Context, cfg gatewayConfig, log *zap.Logger,
 			log.Info("config reloaded", zap.Int("routes", len(next.Routes)))
 		case <-ctx.Done():
 			close(draining)
+			stopAnnounce()
+			<-announced
+			if cfg.ShutdownDelay > 0 {
+				log.Info("shutting down: not ready, still serving", zap.Duration("delay", cfg.ShutdownDelay))
+				time.Sleep(cfg.ShutdownDelay)
+			}
 			log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", cfg.ShutdownTimeout))
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 			err := srv.Shutdown(sctx)
@@ -242,6 +260,27 @@ func startEmbedded(ctx context.Context, c embeddedConfig, log *zap.Logger) (*emb
 		return nil, fmt.Errorf("embedded registry: %w", err)
 	}
 	return &embeddedRegistry{Embedded: emb, tmp: tmp}, nil
+}
+
+// advertiseAdmin is the admin URL announced to sidecars: the flag, or one
+// derived from the admin listener.
+func advertiseAdmin(flag, adminAddr string) string {
+	switch {
+	case flag == "none" || adminAddr == "":
+		return ""
+	case flag != "":
+		return strings.TrimRight(flag, "/")
+	}
+	host, port, err := net.SplitHostPort(adminAddr)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if host, err = os.Hostname(); err != nil {
+			return ""
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 func joinServers(s []string) string { return strings.Join(s, ",") }

@@ -29,6 +29,49 @@ func addInstanceFlags(fs *pflag.FlagSet) {
 	fs.String("id", "", "instance ID (default: derived from the address, stable across restarts)")
 	fs.Int("weight", 1, "instance weight for weighted balancers")
 	fs.StringArray("meta", nil, "metadata k=v (repeatable), e.g. version=1.2 zone=a")
+	fs.String("gateways-root", DefaultGatewaysRoot, "registry path where gateways announce their admin API")
+	fs.Duration("drain-max", 30*time.Second, "on SIGTERM, longest wait for the gateways to confirm they stopped routing here")
+}
+
+// deregisterAndDrain is the zero-loss exit: list the gateways, deregister,
+// then wait until every gateway confirms it no longer routes to the
+// instance; where none can be asked, wait the fixed drain instead.
+func deregisterAndDrain(s *settings, k *keeper, in registry.Instance, log *zap.Logger) {
+	spec, opts, err := registrySpec(s)
+	var gateways []string
+	if err == nil {
+		opts.Root = s.v.GetString("gateways_root")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		gateways, err = listGateways(ctx, spec, opts)
+		cancel()
+	}
+	if err != nil {
+		log.Warn("could not list the gateways; using the fixed drain", zap.Error(err))
+	}
+	k.stop()
+	fixed := s.v.GetDuration("drain")
+	if len(gateways) > 0 {
+		t0 := time.Now()
+		confirmed, unknown := awaitUnrouted(context.Background(), gateways, in, s.v.GetDuration("drain_max"), log)
+		log.Info("gateways confirmed the removal", zap.Int("confirmed", confirmed), zap.Int("unconfirmed", unknown),
+			zap.Duration("after", time.Since(t0)))
+		if unknown == 0 {
+			return
+		}
+	}
+	time.Sleep(fixed)
+}
+
+// registrySpec reads --registry and the client options.
+func registrySpec(s *settings) (regurl.Spec, regurl.Options, error) {
+	spec, err := regurl.Parse(s.v.GetString("registry"))
+	if err != nil {
+		return spec, regurl.Options{}, err
+	}
+	if spec.Kind == regurl.Embedded {
+		return spec, regurl.Options{}, errors.New("--registry: a sidecar or backend needs the gateway's registry address, e.g. etcd://127.0.0.1:2379")
+	}
+	return spec, regurl.Options{Root: s.v.GetString("registry_root"), TTL: s.v.GetDuration("ttl"), Logger: zap.NewNop()}, nil
 }
 
 // instanceFromSettings builds and validates the instance the flags describe.
@@ -57,14 +100,11 @@ func instanceFromSettings(s *settings, address string) (registry.Instance, error
 
 // openRegistry connects to an external registry, retrying until ctx is done.
 func openRegistry(ctx context.Context, s *settings, log *zap.Logger) (registry.Backend, error) {
-	spec, err := regurl.Parse(s.v.GetString("registry"))
+	spec, opts, err := registrySpec(s)
 	if err != nil {
 		return nil, err
 	}
-	if spec.Kind == regurl.Embedded {
-		return nil, errors.New("--registry: a sidecar or backend needs the gateway's registry address, e.g. etcd://127.0.0.1:2379")
-	}
-	opts := regurl.Options{Root: s.v.GetString("registry_root"), TTL: s.v.GetDuration("ttl"), Logger: log.Named("registry")}
+	opts.Logger = log.Named("registry")
 	var b registry.Backoff
 	for attempt := 0; ; attempt++ {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -138,7 +178,7 @@ func newSidecarCmd() *cobra.Command {
 	fs.Duration("timeout", time.Second, "health check timeout")
 	fs.Int("rise", 1, "consecutive passes before the backend is registered")
 	fs.Int("fall", 2, "consecutive failures before the backend is deregistered")
-	fs.Duration("drain", 2*time.Second, "on SIGTERM, how long to wait after deregistering before exiting")
+	fs.Duration("drain", 2*time.Second, "on SIGTERM, how long to wait after deregistering when the gateways cannot confirm")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		s, err := bindSettings(fs)
 		if err != nil {
@@ -198,9 +238,10 @@ func newSidecarCmd() *cobra.Command {
 			}
 			break
 		}
-		log.Info("stopping: deregistering, then draining", zap.Duration("drain", s.v.GetDuration("drain")))
-		k.stop()
-		time.Sleep(s.v.GetDuration("drain"))
+		log.Info("stopping: deregistering, then draining")
+		if k != nil {
+			deregisterAndDrain(s, k, in, log)
+		}
 		log.Info("sidecar stopped")
 		return nil
 	}

@@ -72,7 +72,7 @@ func testRegistryPath(t *testing.T, kind string) {
 	sidecar := func(name, backend string) *proc {
 		return start(t, "sidecar-"+name, "sidecar", "--registry", reg.url, "--service", "echo", "--id", name,
 			"--address", "http://"+backend, "--health", "http://"+backend+"/healthz",
-			"--interval", "100ms", "--fall", "2", "--ttl", "2s", "--drain", "300ms", "--log-level", "warn")
+			"--interval", "100ms", "--fall", "2", "--ttl", "2s", "--drain", "300ms", "--log-level", "info")
 	}
 	sideA := sidecar("a", aAddr)
 	waitFor(t, 20*time.Second, "a routable through its sidecar", func() bool { return routedTo("a") })
@@ -165,8 +165,12 @@ func testRegistryPath(t *testing.T, kind string) {
 	start(t, "echo-b-again", "echo", "--listen", bAddr, "--name", "b")
 	waitFor(t, 10*time.Second, "b routable again after recovering", func() bool { return routedTo("b") })
 
-	// SIGTERM of a sidecar deregisters before it exits.
+	// SIGTERM of a sidecar deregisters, and it exits once the gateway
+	// confirms it no longer routes there.
 	sideA.stop(10 * time.Second)
+	if !sideA.hasLine("gateways confirmed the removal", `"confirmed":1`, `"unconfirmed":0`) {
+		t.Fatalf("sidecar did not wait for the gateway's confirmation")
+	}
 	waitFor(t, 5*time.Second, "a unrouted after its sidecar stopped", func() bool {
 		for i := 0; i < 4; i++ {
 			if n, _, _ := echoName(url); n != "b" {
