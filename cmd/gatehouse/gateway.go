@@ -251,7 +251,7 @@ func startEmbedded(ctx context.Context, c embeddedConfig, log *zap.Logger) (*emb
 	emb, err := etcdreg.StartEmbedded(sctx, etcdreg.EmbeddedConfig{
 		ClientAddr: c.ClientAddr, PeerAddr: c.PeerAddr, Dir: dir,
 		// etcd's own start-up warnings (single port, simple tokens) are expected here.
-		Logger: log.Named("embedded").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
+		Logger: etcdreg.AtLeast(log.Named("embedded"), zap.ErrorLevel),
 	})
 	if err != nil {
 		if tmp != "" {

@@ -10,6 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/gatehouse/gatehouse/registry"
 )
@@ -98,7 +99,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		Endpoints:   eps,
 		DialTimeout: timeout,
 		// The client logs every reconnect attempt at info; keep warnings only.
-		Logger: log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+		Logger: atLeast(log.Named("etcd-client"), zap.WarnLevel),
 		// Notice a silently dead connection under open streams; etcd allows
 		// pings every 5s, and only while a stream is open.
 		DialKeepAliveTime:    10 * time.Second,
@@ -156,3 +157,14 @@ func (c *Client) Watcher() registry.Watcher { return newWatcher(c) }
 func (c *Client) request(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.timeout)
 }
+
+// AtLeast raises l's level to lvl; zap refuses (and complains) when l is
+// already quieter than lvl, so that case keeps l as it is.
+func AtLeast(l *zap.Logger, lvl zapcore.Level) *zap.Logger {
+	if l.Core().Enabled(lvl) {
+		return l.WithOptions(zap.IncreaseLevel(lvl))
+	}
+	return l
+}
+
+func atLeast(l *zap.Logger, lvl zapcore.Level) *zap.Logger { return AtLeast(l, lvl) }

@@ -87,7 +87,7 @@ func embedConfig(cfg EmbeddedConfig) (*embed.Config, error) {
 	ec.AdvertisePeerUrls = []url.URL{*purl}
 	ec.InitialCluster = ec.Name + "=" + purl.String()
 	ec.LogLevel = "warn"
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg.Named("etcd-server").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(atLeast(lg.Named("etcd-server"), zap.WarnLevel))
 	return ec, nil
 }
 
