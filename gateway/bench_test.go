@@ -9,9 +9,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// BenchmarkProxy measures a request through the gateway to a backend:
-// "http" includes the client and the gateway's own server, "handler" calls
-// ServeHTTP directly, which isolates the gateway's and the proxy's cost.
+// BenchmarkProxy measures a request through the gateway to a backend, per
+// engine: "http" includes the client and the gateway's own server,
+// "handler" calls ServeHTTP directly, which isolates the gateway's and the
+// proxy's cost.
 func BenchmarkProxy(b *testing.B) {
 	body := []byte("hello from the backend\n")
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -19,14 +20,18 @@ func BenchmarkProxy(b *testing.B) {
 		_, _ = w.Write(body)
 	}))
 	b.Cleanup(backend.Close)
-	for _, accessLog := range []bool{false, true} {
+	for _, tc := range []struct {
+		engine    string
+		accessLog bool
+	}{{EngineLean, false}, {EngineReverseProxy, false}, {EngineLean, true}} {
 		src := newFakeSource()
 		src.set("echo", inst("echo", "e1", backend.URL))
-		h := newHarness(b, Config{DiscoveryRoutes: true, AccessLog: accessLog}, src, zap.NewNop())
+		cfg := Config{DiscoveryRoutes: true, AccessLog: tc.accessLog, Engine: tc.engine}
+		h := newHarness(b, cfg, src, zap.NewNop())
 		h.client.Transport.(*http.Transport).MaxIdleConnsPerHost = 1024
-		suffix := ""
-		if accessLog {
-			suffix = "-accesslog"
+		suffix := "-" + tc.engine
+		if tc.accessLog {
+			suffix += "-accesslog"
 		}
 		url := h.front.URL + "/echo/hello?x=1"
 

@@ -20,6 +20,13 @@ const (
 	DefaultResponseHeaderTimeout = 30 * time.Second
 	DefaultIdleConnTimeout       = 90 * time.Second
 	DefaultMaxIdleConnsPerHost   = 512
+	DefaultEngine                = EngineLean
+)
+
+// Engine names for Config.Engine.
+const (
+	EngineLean         = "lean"
+	EngineReverseProxy = "reverseproxy"
 )
 
 // policyConsistentHash is the one policy that needs a hash key.
@@ -45,6 +52,10 @@ type Config struct {
 	// bursts do not churn sockets into TIME_WAIT; default 512.
 	MaxIdleConnsPerHost int
 	AccessLog           bool
+	// Engine selects the upstream proxy engine: "lean" (the default; a
+	// pooled HTTP/1.1 client that hands unusual requests to the standard
+	// one) or "reverseproxy" (httputil.ReverseProxy for every request).
+	Engine string
 }
 
 // RouteConfig is one configured route.
@@ -86,6 +97,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxIdleConnsPerHost == 0 {
 		c.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	}
+	if c.Engine == "" {
+		c.Engine = DefaultEngine
 	}
 	return c
 }
@@ -130,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxIdleConnsPerHost < 0 {
 		bad("max idle conns per host: %d is negative", c.MaxIdleConnsPerHost)
+	}
+	if c.Engine != EngineLean && c.Engine != EngineReverseProxy {
+		bad("engine: unknown engine %q (valid: %s, %s)", c.Engine, EngineLean, EngineReverseProxy)
 	}
 
 	names := make(map[string]bool)

@@ -13,4 +13,12 @@
 // does not match and the next candidate is tried, ending in 404. Then
 // discovery routes: a first path segment naming a known service routes to
 // that service with the segment removed.
+//
+// Proxying goes through an engine (Config.Engine). The default, "lean",
+// speaks HTTP/1.1 to upstreams itself on per-host pools of persistent
+// connections, on the handler's goroutine, and hands what it does not cover
+// (TLS or h2c upstreams, WebSocket and other upgrades, Expect: 100-continue,
+// gRPC, declared request trailers, HTTP/2 request streams of unknown
+// length, CONNECT) to httputil.ReverseProxy, which "reverseproxy" uses for
+// everything.
 package gateway

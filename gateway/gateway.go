@@ -244,7 +244,7 @@ func (g *Gateway) buildLocked(cfg Config, prev *table) (*table, []*binding, erro
 	if prev != nil && prev.tc == t.tc {
 		t.eng = prev.eng
 	} else {
-		t.eng = newProxyEngine(t.tc, g.log)
+		t.eng = newEngine(t.tc, g.log)
 	}
 
 	var stale []*binding

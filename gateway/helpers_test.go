@@ -153,6 +153,11 @@ func inst(service, id, addr string) registry.Instance {
 	return registry.Instance{Service: service, ID: id, Address: addr}
 }
 
+// harnessEngine is the engine of harnesses whose Config names none;
+// TestReverseProxyEngine switches it while it reruns tests. No test in this
+// package runs in parallel.
+var harnessEngine = DefaultEngine
+
 // harness is a gateway behind a real HTTP listener.
 type harness struct {
 	g      *Gateway
@@ -167,6 +172,9 @@ func newHarness(t testing.TB, cfg Config, src *fakeSource, log *zap.Logger, opts
 	t.Helper()
 	if src == nil {
 		src = newFakeSource()
+	}
+	if cfg.Engine == "" {
+		cfg.Engine = harnessEngine
 	}
 	g, err := New(cfg, src, log)
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// engine forwards requests to upstreams. It is the seam where a faster
-// proxy can replace httputil.ReverseProxy.
+// engine forwards requests to upstreams: leanEngine (the default) or
+// proxyEngine (httputil.ReverseProxy), chosen by Config.Engine.
 //
 // forward is called concurrently. It does not write errors: it returns the
 // upstream error, with nothing sent to w, and the gateway turns it into a
@@ -37,10 +37,19 @@ type target struct {
 type transportConfig struct {
 	dialTimeout, responseHeaderTimeout, idleConnTimeout time.Duration
 	maxIdleConnsPerHost                                 int
+	engine                                              string
 }
 
 func transportConfigOf(c Config) transportConfig {
-	return transportConfig{c.DialTimeout, c.ResponseHeaderTimeout, c.IdleConnTimeout, c.MaxIdleConnsPerHost}
+	return transportConfig{c.DialTimeout, c.ResponseHeaderTimeout, c.IdleConnTimeout, c.MaxIdleConnsPerHost, c.Engine}
+}
+
+// newEngine builds the engine tc names.
+func newEngine(tc transportConfig, log *zap.Logger) engine {
+	if tc.engine == EngineReverseProxy {
+		return newProxyEngine(tc, log)
+	}
+	return newLeanEngine(tc, log)
 }
 
 func newTransport(tc transportConfig) *http.Transport {
