@@ -78,6 +78,8 @@ type exchange struct {
 	upstream string
 	status   int   // a status the gateway decided without sending (499)
 	err      error // the upstream or pick error, for the access log
+	attempts int   // upstream tries, retries included
+	body     replayBody
 }
 
 func (x *exchange) reset(w http.ResponseWriter) {
@@ -109,6 +111,7 @@ func (g *Gateway) logAccess(r *http.Request, x *exchange) {
 		zap.Int("status", x.loggedStatus()),
 		zap.Duration("duration", time.Since(x.start)),
 		zap.Int64("bytes", x.rec.bytes),
+		zap.Int("attempts", x.attempts),
 		zap.Error(x.err), // skipped when nil
 	)
 }

@@ -56,6 +56,10 @@ type Config struct {
 	// pooled HTTP/1.1 client that hands unusual requests to the standard
 	// one) or "reverseproxy" (httputil.ReverseProxy for every request).
 	Engine string
+	// Retry is the retry policy of discovery routes and of routes that set
+	// none; RetryBudget bounds retries gateway-wide.
+	Retry       RetryConfig
+	RetryBudget RetryBudget
 }
 
 // RouteConfig is one configured route.
@@ -79,6 +83,8 @@ type RouteConfig struct {
 	// "header:<Name>", "cookie:<name>", "ip" or "path". A request without
 	// the header or cookie hashes on its client address instead.
 	HashKey string `mapstructure:"hash_key"`
+	// Retry overrides Config.Retry for this route.
+	Retry *RetryConfig `mapstructure:"retry"`
 }
 
 // withDefaults fills zero fields; it does not validate.
@@ -149,6 +155,12 @@ func (c Config) Validate() error {
 		bad("engine: unknown engine %q (valid: %s, %s)", c.Engine, EngineLean, EngineReverseProxy)
 	}
 
+	if err := c.Retry.validate(); err != nil {
+		bad("%v", err)
+	}
+	if c.RetryBudget.MinPerSecond < 0 {
+		bad("retry budget: min per second %d is negative", c.RetryBudget.MinPerSecond)
+	}
 	names := make(map[string]bool)
 	for i, rc := range c.Routes {
 		label := fmt.Sprintf("route #%d", i+1)
@@ -157,6 +169,11 @@ func (c Config) Validate() error {
 		}
 		for _, e := range rc.validate(c.DefaultPolicy, valid) {
 			bad("%s: %v", label, e)
+		}
+		if rc.Retry != nil {
+			if err := rc.Retry.validate(); err != nil {
+				bad("%s: %v", label, err)
+			}
 		}
 		if rc.Name != "" {
 			if names[rc.Name] {

@@ -218,7 +218,7 @@ func (g *Gateway) buildLocked(cfg Config, prev *table) (*table, []*binding, erro
 		return nil, nil, err
 	}
 
-	t := &table{accessLog: cfg.AccessLog, tc: transportConfigOf(cfg)}
+	t := &table{accessLog: cfg.AccessLog, tc: transportConfigOf(cfg), defaultRetry: compileRetry(cfg.Retry)}
 	for _, s := range cfg.TrustedProxies {
 		p, _ := parseTrusted(s) // validated already
 		t.trusted = append(t.trusted, p)
@@ -228,7 +228,12 @@ func (g *Gateway) buildLocked(cfg Config, prev *table) (*table, []*binding, erro
 		if err != nil {
 			return fail(fmt.Errorf("route %q: %w", rc.Name, err))
 		}
-		t.routes = append(t.routes, compileRoute(rc, b))
+		rt := compileRoute(rc, b)
+		rt.retry = t.defaultRetry
+		if rc.Retry != nil {
+			rt.retry = compileRetry(*rc.Retry)
+		}
+		t.routes = append(t.routes, rt)
 	}
 	sortRoutes(t.routes)
 	if cfg.DiscoveryRoutes {
@@ -245,6 +250,12 @@ func (g *Gateway) buildLocked(cfg Config, prev *table) (*table, []*binding, erro
 		t.eng = prev.eng
 	} else {
 		t.eng = newEngine(t.tc, g.log)
+	}
+	t.budgetCfg = cfg.RetryBudget
+	if prev != nil && prev.budgetCfg == t.budgetCfg {
+		t.budget = prev.budget
+	} else {
+		t.budget = newBudget(t.budgetCfg)
 	}
 
 	var stale []*binding
@@ -300,15 +311,42 @@ func (g *Gateway) serve(t *table, x *exchange, r *http.Request) {
 		return
 	}
 	x.route, x.service = m.name, m.bind.key.service
-	ep, err := m.bind.bal.Pick(m.hash.of(r))
-	if err != nil {
-		x.err = err
-		x.writeError(http.StatusServiceUnavailable)
-		return
+	if hasBody(r) {
+		x.body.rc = r.Body
+		r.Body = &x.body
 	}
-	x.upstream = ep.Instance.Address
-	x.target = target{url: ep.URL, path: m.path, rawPath: m.rawPath, trusted: t.trustedPeer(r.RemoteAddr)}
+	key := m.hash.of(r)
+	t.budget.deposit()
+	for {
+		ep, err := m.bind.bal.Pick(key)
+		if err != nil {
+			x.err = err
+			x.writeError(http.StatusServiceUnavailable)
+			return
+		}
+		x.attempts++
+		x.upstream = ep.Instance.Address
+		x.target = target{url: ep.URL, path: m.path, rawPath: m.rawPath, trusted: t.trustedPeer(r.RemoteAddr)}
+		err = g.attempt(t, x, r, ep)
+		if err == nil {
+			return
+		}
+		x.err = err
+		status, counted := upstreamStatus(r, err)
+		if !counted {
+			x.status = status // nobody to send it to
+			return
+		}
+		if x.attempts >= m.retry.attempts || !m.retry.retryable(r, &x.body, err) || !t.budget.withdraw(time.Now()) {
+			x.writeError(status)
+			return
+		}
+	}
+}
 
+// attempt forwards once to ep and releases ep with the outcome. It returns
+// the upstream error, with nothing written to the client.
+func (g *Gateway) attempt(t *table, x *exchange, r *http.Request, ep *loadbalance.Endpoint) (err error) {
 	// Until forward returns, assume it panics: a response cut off mid-body.
 	outcome := errCutOff
 	defer func() {
@@ -322,17 +360,12 @@ func (g *Gateway) serve(t *table, x *exchange, r *http.Request) {
 	}()
 	err = t.eng.forward(&x.rec, r, &x.target)
 	outcome = nil
-	if err == nil {
-		return
+	if err != nil {
+		if _, counted := upstreamStatus(r, err); counted {
+			outcome = err
+		}
 	}
-	x.err = err
-	status, counted := upstreamStatus(r, err)
-	if !counted {
-		x.status = status // nobody to send it to
-		return
-	}
-	outcome = err
-	x.writeError(status)
+	return err
 }
 
 func (g *Gateway) release(ep *loadbalance.Endpoint, err error) {

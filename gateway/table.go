@@ -38,6 +38,7 @@ type route struct {
 	strip    bool
 	hash     hashKey
 	bind     *binding
+	retry    *retryPolicy
 }
 
 // table is one immutable generation of routing state; requests load it once
@@ -49,6 +50,11 @@ type table struct {
 	accessLog bool
 	eng       engine
 	tc        transportConfig
+	// defaultRetry serves discovery routes and routes without their own.
+	defaultRetry *retryPolicy
+	// budget is carried from table to table while its config is unchanged.
+	budget    *budget
+	budgetCfg RetryBudget
 }
 
 // match is the outcome of routing one request.
@@ -56,6 +62,7 @@ type match struct {
 	name          string
 	bind          *binding
 	hash          hashKey
+	retry         *retryPolicy
 	path, rawPath string // upstream path before joining the instance's base path
 }
 
@@ -105,7 +112,7 @@ func (t *table) match(r *http.Request) (match, bool) {
 		if !rt.matches(host, path, r.Method) {
 			continue
 		}
-		m := match{name: rt.name, bind: rt.bind, hash: rt.hash, path: path, rawPath: r.URL.RawPath}
+		m := match{name: rt.name, bind: rt.bind, hash: rt.hash, retry: rt.retry, path: path, rawPath: r.URL.RawPath}
 		if rt.strip && rt.prefix != "/" {
 			m.path, m.rawPath = stripPath(path, r.URL.RawPath, rt.prefix)
 		}
@@ -122,7 +129,7 @@ func (t *table) match(r *http.Request) (match, bool) {
 	if !ok {
 		return match{}, false
 	}
-	m := match{name: discoveryRoute, bind: b}
+	m := match{name: discoveryRoute, bind: b, retry: t.defaultRetry}
 	m.path, m.rawPath = stripPath(path, r.URL.RawPath, path[:1+len(seg)])
 	return m, true
 }

@@ -37,6 +37,8 @@ type gatewayConfig struct {
 	PanicFloor        float64                `mapstructure:"panic_floor"`
 	PanicConfirmDelay time.Duration          `mapstructure:"panic_confirm_delay"`
 	Routes            []gateway.RouteConfig  `mapstructure:"routes"`
+	Retry             gateway.RetryConfig    `mapstructure:"retry"`
+	RetryBudget       gateway.RetryBudget    `mapstructure:"retry_budget"`
 	Extra             map[string]interface{} `mapstructure:",remain"`
 }
 
@@ -121,5 +123,7 @@ func (c gatewayConfig) gateway() gateway.Config {
 		IdleConnTimeout:       c.Upstream.IdleConnTimeout,
 		MaxIdleConnsPerHost:   c.Upstream.MaxIdleConnsPerHost,
 		AccessLog:             c.AccessLog,
+		Retry:                 c.Retry,
+		RetryBudget:           c.RetryBudget,
 	}
 }

@@ -52,8 +52,13 @@ upstream:
   dial_timeout: 3s
 embedded:
   client_addr: 127.0.0.1:3379
+retry:
+  attempts: 2
+retry_budget:
+  ratio: 0.1
 routes:
   - name: users
+    retry: {attempts: 4, methods: [GET, POST]}
     path_prefix: /users
     service: users
     strip_prefix: true
@@ -77,13 +82,16 @@ routes:
 		{"env nested", c.Upstream.DialTimeout, 4 * time.Second},
 		{"file nested", c.Embedded.ClientAddr, "127.0.0.1:3379"},
 		{"routes", len(c.Routes), 1},
+		{"retry", c.Retry.Attempts, 2},
+		{"retry budget", c.RetryBudget.Ratio, 0.1},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
 			t.Errorf("%s: got %v, want %v", ch.name, ch.got, ch.want)
 		}
 	}
-	if r := c.Routes[0]; r.Name != "users" || !r.StripPrefix || r.HashKey != "header:X-User" {
+	if r := c.Routes[0]; r.Name != "users" || !r.StripPrefix || r.HashKey != "header:X-User" ||
+		r.Retry == nil || r.Retry.Attempts != 4 || len(r.Retry.Methods) != 2 {
 		t.Errorf("route: got %+v", r)
 	}
 }
