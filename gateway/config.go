@@ -60,6 +60,9 @@ type Config struct {
 	// none; RetryBudget bounds retries gateway-wide.
 	Retry       RetryConfig
 	RetryBudget RetryBudget
+	// HealthChecks turns on active health checks per service. They are set
+	// at start; a reload that changes them is applied on the next restart.
+	HealthChecks []HealthCheckConfig
 }
 
 // RouteConfig is one configured route.
@@ -157,6 +160,15 @@ func (c Config) Validate() error {
 
 	if err := c.Retry.validate(); err != nil {
 		bad("%v", err)
+	}
+	checked := map[string]bool{}
+	for _, hc := range c.HealthChecks {
+		if err := hc.validate(); err != nil {
+			bad("%v", err)
+		} else if checked[hc.Service] {
+			bad("health check %q: configured twice", hc.Service)
+		}
+		checked[hc.Service] = true
 	}
 	if c.RetryBudget.MinPerSecond < 0 {
 		bad("retry budget: min per second %d is negative", c.RetryBudget.MinPerSecond)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,7 +54,8 @@ type Gateway struct {
 	// mu). It is never held while cancelling the service watch, whose
 	// callback takes it.
 	mu       sync.Mutex
-	cfg      Config // with defaults applied
+	cfg      Config         // with defaults applied
+	checked  *checkedSource // nil without health checks
 	known    map[string]bool
 	bindings map[bindingKey]*binding
 	unwatch  func()
@@ -82,6 +84,10 @@ func newGateway(cfg Config, src Source, log *zap.Logger, nb balancerFactory) (*G
 	}
 	g.exchanges.New = func() any { return new(exchange) }
 	cfg = cfg.withDefaults()
+	if len(cfg.HealthChecks) > 0 {
+		g.checked = newCheckedSource(src, cfg.HealthChecks, log)
+		g.src = g.checked
+	}
 	g.mu.Lock()
 	t, _, err := g.buildLocked(cfg, nil)
 	if err == nil {
@@ -115,6 +121,10 @@ func (g *Gateway) Reload(cfg Config) error {
 		return errors.New("gateway closed")
 	}
 	old := g.table.Load()
+	if !slices.Equal(cfg.HealthChecks, g.cfg.HealthChecks) {
+		g.log.Warn("health check changes apply on the next restart; the running checks stay")
+		cfg.HealthChecks = g.cfg.HealthChecks
+	}
 	t, stale, err := g.buildLocked(cfg, old)
 	if err == nil {
 		g.cfg = cfg
@@ -185,6 +195,9 @@ func (g *Gateway) Close() {
 	}
 	for _, b := range bindings {
 		b.cancel()
+	}
+	if g.checked != nil {
+		g.checked.close()
 	}
 	g.table.Load().eng.closeIdle()
 }
@@ -275,13 +288,14 @@ func (g *Gateway) bind(k bindingKey) (*binding, error) {
 	if err != nil {
 		return nil, fmt.Errorf("balancer for service %q: %w", k.service, err)
 	}
+	mw := &memberWatch{g: g, bal: bal}
 	if s, ok := g.src.(snapshotter); ok {
 		if snap, ok := s.Snapshot(k.service); ok {
 			// Serialized with the subscription's updates: it has not started.
-			bal.Update(snap)
+			mw.Update(snap)
 		}
 	}
-	return &binding{key: k, bal: bal, cancel: g.src.Subscribe(k.service, bal)}, nil
+	return &binding{key: k, bal: bal, cancel: g.src.Subscribe(k.service, mw)}, nil
 }
 
 // ServeHTTP routes, picks and proxies one request.

@@ -48,6 +48,8 @@ func newLeanEngine(tc transportConfig, log *zap.Logger) *leanEngine {
 	return e
 }
 
+func (e *leanEngine) closeHost(host string) { e.pools.closeHost(host) }
+
 func (e *leanEngine) closeIdle() {
 	e.fallback.closeIdle()
 	e.pools.closeIdle()

@@ -100,10 +100,13 @@ type hostPool struct {
 	key  string // the target URL's host, as routed
 	addr string // host:port to dial
 
-	// mu guards idle and timer. Lock order: poolSet.mu before mu.
+	// mu guards idle, timer and retired. Lock order: poolSet.mu before mu.
 	mu    sync.Mutex
 	idle  []*upConn // a stack: the most recently used on top
 	timer *time.Timer
+	// retired: the host left the registry; connections coming back from
+	// requests still in flight are closed, not kept.
+	retired bool
 }
 
 // conn returns an idle connection, most recently used first, or dials one;
@@ -139,7 +142,7 @@ func (p *hostPool) conn(ctx context.Context, fresh, check bool) (*upConn, error)
 func (p *hostPool) put(c *upConn, now time.Time) {
 	c.idleAt = now
 	p.mu.Lock()
-	if len(p.idle) >= p.set.maxIdle {
+	if p.retired || len(p.idle) >= p.set.maxIdle {
 		p.mu.Unlock()
 		c.close()
 		return
@@ -263,6 +266,31 @@ func (s *poolSet) dropIfEmpty(p *hostPool) {
 
 func (s *poolSet) closeIdle() {
 	for _, p := range *s.pools.Load() {
+		p.closeIdle()
+	}
+}
+
+// closeHost retires the pool of a host that left the registry: its idle
+// connections close now, those in use when their requests end. A host that
+// comes back gets a new pool.
+func (s *poolSet) closeHost(host string) {
+	s.mu.Lock()
+	old := *s.pools.Load()
+	p, ok := old[host]
+	if ok {
+		m := make(map[string]*hostPool, len(old))
+		for k, v := range old {
+			if k != host {
+				m[k] = v
+			}
+		}
+		s.pools.Store(&m)
+	}
+	s.mu.Unlock()
+	if ok {
+		p.mu.Lock()
+		p.retired = true
+		p.mu.Unlock()
 		p.closeIdle()
 	}
 }

@@ -23,6 +23,9 @@ import (
 type engine interface {
 	forward(w http.ResponseWriter, r *http.Request, t *target) error
 	closeIdle()
+	// closeHost drops the connections to an upstream host that left the
+	// registry; in-flight requests on them finish first.
+	closeHost(host string)
 }
 
 // target is where and how one request goes upstream.
@@ -118,6 +121,10 @@ func (e *proxyEngine) forward(w http.ResponseWriter, r *http.Request, t *target)
 }
 
 func (e *proxyEngine) closeIdle() { e.transport.CloseIdleConnections() }
+
+// closeHost is left to IdleConnTimeout: http.Transport can only close
+// every idle connection at once, which would cost the other hosts theirs.
+func (e *proxyEngine) closeHost(string) {}
 
 // rewrite runs with the inbound X-Forwarded-* already removed from Out.
 func (c *proxyCall) rewrite(pr *httputil.ProxyRequest) {

@@ -15,31 +15,32 @@ import (
 // gatewayConfig is the gateway's whole configuration, as flags, variables
 // and the YAML file give it.
 type gatewayConfig struct {
-	Listen            string                 `mapstructure:"listen"`
-	Admin             string                 `mapstructure:"admin"`
-	Registry          string                 `mapstructure:"registry"`
-	RegistryRoot      string                 `mapstructure:"registry_root"`
-	RegistryTTL       time.Duration          `mapstructure:"registry_ttl"`
-	Embedded          embeddedConfig         `mapstructure:"embedded"`
-	LogLevel          string                 `mapstructure:"log_level"`
-	LogFormat         string                 `mapstructure:"log_format"`
-	AccessLog         bool                   `mapstructure:"access_log"`
-	DiscoveryRoutes   bool                   `mapstructure:"discovery_routes"`
-	DefaultPolicy     string                 `mapstructure:"default_policy"`
-	TrustedProxies    []string               `mapstructure:"trusted_proxies"`
-	Upstream          upstreamConfig         `mapstructure:"upstream"`
-	ShutdownTimeout   time.Duration          `mapstructure:"shutdown_timeout"`
-	ShutdownDelay     time.Duration          `mapstructure:"shutdown_delay"`
-	GatewaysRoot      string                 `mapstructure:"gateways_root"`
-	AdvertiseAdmin    string                 `mapstructure:"advertise_admin"`
-	SnapshotFile      string                 `mapstructure:"snapshot_file"`
-	MaxStaleness      time.Duration          `mapstructure:"max_staleness"`
-	PanicFloor        float64                `mapstructure:"panic_floor"`
-	PanicConfirmDelay time.Duration          `mapstructure:"panic_confirm_delay"`
-	Routes            []gateway.RouteConfig  `mapstructure:"routes"`
-	Retry             gateway.RetryConfig    `mapstructure:"retry"`
-	RetryBudget       gateway.RetryBudget    `mapstructure:"retry_budget"`
-	Extra             map[string]interface{} `mapstructure:",remain"`
+	Listen            string                      `mapstructure:"listen"`
+	Admin             string                      `mapstructure:"admin"`
+	Registry          string                      `mapstructure:"registry"`
+	RegistryRoot      string                      `mapstructure:"registry_root"`
+	RegistryTTL       time.Duration               `mapstructure:"registry_ttl"`
+	Embedded          embeddedConfig              `mapstructure:"embedded"`
+	LogLevel          string                      `mapstructure:"log_level"`
+	LogFormat         string                      `mapstructure:"log_format"`
+	AccessLog         bool                        `mapstructure:"access_log"`
+	DiscoveryRoutes   bool                        `mapstructure:"discovery_routes"`
+	DefaultPolicy     string                      `mapstructure:"default_policy"`
+	TrustedProxies    []string                    `mapstructure:"trusted_proxies"`
+	Upstream          upstreamConfig              `mapstructure:"upstream"`
+	ShutdownTimeout   time.Duration               `mapstructure:"shutdown_timeout"`
+	ShutdownDelay     time.Duration               `mapstructure:"shutdown_delay"`
+	GatewaysRoot      string                      `mapstructure:"gateways_root"`
+	AdvertiseAdmin    string                      `mapstructure:"advertise_admin"`
+	SnapshotFile      string                      `mapstructure:"snapshot_file"`
+	MaxStaleness      time.Duration               `mapstructure:"max_staleness"`
+	PanicFloor        float64                     `mapstructure:"panic_floor"`
+	PanicConfirmDelay time.Duration               `mapstructure:"panic_confirm_delay"`
+	Routes            []gateway.RouteConfig       `mapstructure:"routes"`
+	Retry             gateway.RetryConfig         `mapstructure:"retry"`
+	RetryBudget       gateway.RetryBudget         `mapstructure:"retry_budget"`
+	HealthChecks      []gateway.HealthCheckConfig `mapstructure:"health_checks"`
+	Extra             map[string]interface{}      `mapstructure:",remain"`
 }
 
 type embeddedConfig struct {
@@ -125,5 +126,6 @@ func (c gatewayConfig) gateway() gateway.Config {
 		AccessLog:             c.AccessLog,
 		Retry:                 c.Retry,
 		RetryBudget:           c.RetryBudget,
+		HealthChecks:          c.HealthChecks,
 	}
 }

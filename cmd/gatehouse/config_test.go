@@ -56,6 +56,8 @@ retry:
   attempts: 2
 retry_budget:
   ratio: 0.1
+health_checks:
+  - {service: users, type: http, path: /ready, interval: 2s, timeout: 500ms}
 routes:
   - name: users
     retry: {attempts: 4, methods: [GET, POST]}
@@ -84,6 +86,7 @@ routes:
 		{"routes", len(c.Routes), 1},
 		{"retry", c.Retry.Attempts, 2},
 		{"retry budget", c.RetryBudget.Ratio, 0.1},
+		{"health check", len(c.HealthChecks) == 1 && c.HealthChecks[0].Interval == 2*time.Second && c.HealthChecks[0].Path == "/ready", true},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
