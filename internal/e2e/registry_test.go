@@ -20,7 +20,7 @@ type liveRegistry struct {
 	stop, start func()
 }
 
-func startRegistry(t *testing.T, kind string) liveRegistry {
+func startRegistry(t testing.TB, kind string) liveRegistry {
 	switch kind {
 	case "etcd":
 		e := testenv.StartEtcd(t)
@@ -33,7 +33,7 @@ func startRegistry(t *testing.T, kind string) liveRegistry {
 	return liveRegistry{}
 }
 
-func addr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
+func addr(t testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
 
 // The whole product path on each real registry, with every component a
 // separate process: gateway, echo backends, sidecars.
@@ -79,66 +79,7 @@ func testRegistryPath(t *testing.T, kind string) {
 
 	// Registration → first routed request, deregistration → last routed
 	// request, measured with an in-process registrar.
-	ctx := context.Background()
-	spec, err := regurl.Parse(reg.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := regurl.Open(ctx, spec, regurl.Options{TTL: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	b := registry.Instance{Service: "echo", ID: "b", Address: "http://" + bAddr}
-	var up, down []time.Duration
-	for i := 0; i < 10; i++ {
-		t0 := time.Now()
-		if _, err := r.Register(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, time.Second, "b routable within 1s of registration", func() bool { return routedTo("b") })
-		up = append(up, time.Since(t0))
-
-		// A load loop runs across the deregistration so that the last request
-		// routed to b is seen, however soon after the call it lands.
-		stopLoad := make(chan struct{})
-		lastB := make(chan time.Time, 1)
-		go func() {
-			var last time.Time
-			defer func() { lastB <- last }()
-			for {
-				select {
-				case <-stopLoad:
-					return
-				default:
-				}
-				if n, _, _ := echoName(url); n == "b" {
-					last = time.Now()
-				}
-			}
-		}()
-		t0 = time.Now()
-		if err := r.Deregister(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-		streak := 0
-		waitFor(t, 2*time.Second, "b unrouted within 2s of deregistration", func() bool {
-			if n, _, _ := echoName(url); n == "b" {
-				streak = 0
-			} else {
-				streak++
-			}
-			return streak >= 20
-		})
-		close(stopLoad)
-		if last := <-lastB; last.After(t0) {
-			down = append(down, last.Sub(t0))
-		} else {
-			down = append(down, 0)
-		}
-	}
-	slices.Sort(up)
-	slices.Sort(down)
+	up, down := measureCycles(t, reg.url, url, "http://"+bAddr, 10)
 	t.Logf("%s: registration→first routed: p50 %v max %v; deregistration→last routed: p50 %v max %v",
 		kind, up[len(up)/2], up[len(up)-1], down[len(down)/2], down[len(down)-1])
 
@@ -190,4 +131,107 @@ func testRegistryPath(t *testing.T, kind string) {
 		}
 	}
 	reg.start()
+}
+
+// measureCycles registers and deregisters an instance of service echo at
+// backend n times through an in-process registrar, and returns the sorted
+// times from registration to the first request the gateway routes to it, and
+// from deregistration to the last one (0 when none came after the call).
+// A load loop runs across each deregistration, so that the last request
+// routed to the instance is seen however soon after the call it lands.
+func measureCycles(t testing.TB, regURL, url, backend string, n int) (up, down []time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	spec, err := regurl.Parse(regURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := regurl.Open(ctx, spec, regurl.Options{TTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	routedTo := func(name string) bool {
+		for i := 0; i < 4; i++ {
+			if got, _, _ := echoName(url); got == name {
+				return true
+			}
+		}
+		return false
+	}
+	b := registry.Instance{Service: "echo", ID: "b", Address: backend}
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if _, err := r.Register(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Second, "b routable within 1s of registration", func() bool { return routedTo("b") })
+		up = append(up, time.Since(t0))
+
+		stopLoad := make(chan struct{})
+		lastB := make(chan time.Time, 1)
+		go func() {
+			var last time.Time
+			defer func() { lastB <- last }()
+			for {
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				if n, _, _ := echoName(url); n == "b" {
+					last = time.Now()
+				}
+			}
+		}()
+		t0 = time.Now()
+		if err := r.Deregister(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		streak := 0
+		waitFor(t, 2*time.Second, "b unrouted within 2s of deregistration", func() bool {
+			if n, _, _ := echoName(url); n == "b" {
+				streak = 0
+			} else {
+				streak++
+			}
+			return streak >= 20
+		})
+		close(stopLoad)
+		if last := <-lastB; last.After(t0) {
+			down = append(down, last.Sub(t0))
+		} else {
+			down = append(down, 0)
+		}
+	}
+	slices.Sort(up)
+	slices.Sort(down)
+	return up, down
+}
+
+// BenchmarkRegistrationLatency: 100 register/deregister cycles on each
+// registry through a gateway process, reported as p50 and p99.
+//
+//	go test -run '^$' -bench RegistrationLatency -benchtime 1x ./internal/e2e/
+func BenchmarkRegistrationLatency(b *testing.B) {
+	for _, kind := range []string{"etcd", "zk"} {
+		b.Run(kind, func(b *testing.B) {
+			reg := startRegistry(b, kind)
+			gwAddr, adminAddr, aAddr, bAddr := addr(b), addr(b), addr(b), addr(b)
+			start(b, "gateway", "gateway", "--listen", gwAddr, "--admin", adminAddr, "--registry", reg.url,
+				"--access-log=false", "--log-level", "warn")
+			start(b, "echo-a", "echo", "--listen", aAddr, "--name", "a", "--registry", reg.url, "--service", "echo", "--id", "a")
+			start(b, "echo-b", "echo", "--listen", bAddr, "--name", "b")
+			url := "http://" + gwAddr + "/echo/x"
+			waitFor(b, 30*time.Second, "a routable", func() bool { n, _, _ := echoName(url); return n == "a" })
+			b.ResetTimer()
+			up, down := measureCycles(b, reg.url, url, "http://"+bAddr, 100)
+			b.StopTimer()
+			q := func(d []time.Duration, p int) float64 { return float64(d[len(d)*p/100].Microseconds()) / 1000 }
+			b.ReportMetric(q(up, 50), "reg_p50_ms")
+			b.ReportMetric(q(up, 99), "reg_p99_ms")
+			b.ReportMetric(q(down, 50), "dereg_p50_ms")
+			b.ReportMetric(q(down, 99), "dereg_p99_ms")
+		})
+	}
 }
