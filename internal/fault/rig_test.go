@@ -46,13 +46,15 @@ type backend struct {
 	echo, sidecar *proc
 }
 
-// newRig starts a gateway on regURL and waits until it is ready.
-func newRig(t *testing.T, regURL string) *rig {
+// newRig starts a gateway on regURL, with extra flags, and waits until it
+// is ready.
+func newRig(t *testing.T, regURL string, extra ...string) *rig {
 	t.Helper()
 	r := &rig{t: t, gwAddr: addr(t), adminAddr: addr(t),
 		admin: &http.Client{Timeout: time.Second}}
-	r.gw = start(t, "gateway", "gateway", "--listen", r.gwAddr, "--admin", r.adminAddr,
-		"--registry", regURL, "--registry-ttl", ttl, "--shutdown-timeout", "5s")
+	args := []string{"gateway", "--listen", r.gwAddr, "--admin", r.adminAddr,
+		"--registry", regURL, "--registry-ttl", ttl, "--shutdown-timeout", "5s"}
+	r.gw = start(t, "gateway", append(args, extra...)...)
 	waitFor(t, 30*time.Second, "gateway ready", func() bool { return r.readyz() == http.StatusOK })
 	return r
 }
