@@ -81,6 +81,9 @@ func (b Backoff) Delay(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+// registerAttemptTimeout bounds one Register call of Keep.
+const registerAttemptTimeout = 3 * time.Second
+
 // KeepEvents receives what Keep does; any field may be nil.
 type KeepEvents struct {
 	Registered func(Instance)
@@ -98,7 +101,11 @@ func Keep(ctx context.Context, r Registrar, inst Instance, b Backoff, ev KeepEve
 	}
 	attempt := 0
 	for {
-		lost, err := r.Register(ctx, inst)
+		// A bounded attempt: a request sent while the registry was down can
+		// hang on the client's reconnect long after the registry is back.
+		actx, cancel := context.WithTimeout(ctx, registerAttemptTimeout)
+		lost, err := r.Register(actx, inst)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				break

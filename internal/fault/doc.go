@@ -11,7 +11,11 @@
 //   - etcd leader, follower and whole-cluster loss: 0 failures;
 //   - ZooKeeper leader and whole-ensemble loss, forced session expiry of the
 //     gateway and of a sidecar: 0 failures;
-//   - a malformed record beside good ones: 0 failures.
+//   - the gateway restarted with the registry down: it serves from its
+//     snapshot file, 0 failures;
+//   - a malformed record beside good ones: 0 failures;
+//   - one update removing 80% of a service's instances: the panic floor
+//     holds it for the confirm delay, 0 failures.
 //
 // The package has no code of its own; everything is in its tests, which
 // need GATEHOUSE_BIN (or a Go toolchain to build it), an etcd binary
