@@ -29,6 +29,12 @@ const (
 	EngineReverseProxy = "reverseproxy"
 )
 
+// Server names for Config.Server: the front end that Gateway.Serve runs.
+const (
+	ServerNetHTTP  = "nethttp"
+	ServerFastHTTP = "fasthttp" // experimental; see fast.go
+)
+
 // policyConsistentHash is the one policy that needs a hash key.
 const policyConsistentHash = "consistent_hash"
 
@@ -56,6 +62,11 @@ type Config struct {
 	// pooled HTTP/1.1 client that hands unusual requests to the standard
 	// one) or "reverseproxy" (httputil.ReverseProxy for every request).
 	Engine string
+	// Server selects the front end Gateway.Serve runs: "nethttp" (the
+	// default) or "fasthttp" (HTTP/1.1 on valyala/fasthttp, h2c to
+	// net/http; needs the lean engine). Reload does not switch a running
+	// server.
+	Server string
 	// Retry is the retry policy of discovery routes and of routes that set
 	// none; RetryBudget bounds retries gateway-wide.
 	Retry       RetryConfig
@@ -153,6 +164,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxIdleConnsPerHost < 0 {
 		bad("max idle conns per host: %d is negative", c.MaxIdleConnsPerHost)
+	}
+	if err := validateServer(c.Server, c.Engine); err != nil {
+		bad("%v", err)
 	}
 	if c.Engine != EngineLean && c.Engine != EngineReverseProxy {
 		bad("engine: unknown engine %q (valid: %s, %s)", c.Engine, EngineLean, EngineReverseProxy)

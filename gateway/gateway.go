@@ -47,6 +47,7 @@ type Gateway struct {
 
 	table     atomic.Pointer[table]
 	exchanges sync.Pool // *exchange
+	front     front     // Serve and ServeFast state (fast_serve.go)
 
 	// mu serializes control-plane changes (Reload, service announcements,
 	// Close) and guards the fields below. The request path never takes it.

@@ -176,6 +176,9 @@ func newHarness(t testing.TB, cfg Config, src *fakeSource, log *zap.Logger, opts
 	if cfg.Engine == "" {
 		cfg.Engine = harnessEngine
 	}
+	if cfg.Server == "" {
+		cfg.Server = harnessServer
+	}
 	g, err := New(cfg, src, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -183,7 +186,7 @@ func newHarness(t testing.TB, cfg Config, src *fakeSource, log *zap.Logger, opts
 	for _, o := range opts {
 		o(g)
 	}
-	front := httptest.NewServer(g)
+	front := startFront(t, g, cfg.Server)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()

@@ -106,15 +106,19 @@ func sortRoutes(rs []*route) {
 
 // match routes r; it allocates nothing.
 func (t *table) match(r *http.Request) (match, bool) {
-	path := r.URL.Path
-	host := stripPort(r.Host)
+	return t.matchParts(stripPort(r.Host), r.URL.Path, r.URL.RawPath, r.Method)
+}
+
+// matchParts routes a request given as its host (without port), decoded
+// path, raw path and method; both front ends share it. It allocates nothing.
+func (t *table) matchParts(host, path, rawPath, method string) (match, bool) {
 	for _, rt := range t.routes {
-		if !rt.matches(host, path, r.Method) {
+		if !rt.matches(host, path, method) {
 			continue
 		}
-		m := match{name: rt.name, bind: rt.bind, hash: rt.hash, retry: rt.retry, path: path, rawPath: r.URL.RawPath}
+		m := match{name: rt.name, bind: rt.bind, hash: rt.hash, retry: rt.retry, path: path, rawPath: rawPath}
 		if rt.strip && rt.prefix != "/" {
-			m.path, m.rawPath = stripPath(path, r.URL.RawPath, rt.prefix)
+			m.path, m.rawPath = stripPath(path, rawPath, rt.prefix)
 		}
 		return m, true
 	}
@@ -130,7 +134,7 @@ func (t *table) match(r *http.Request) (match, bool) {
 		return match{}, false
 	}
 	m := match{name: discoveryRoute, bind: b, retry: t.defaultRetry}
-	m.path, m.rawPath = stripPath(path, r.URL.RawPath, path[:1+len(seg)])
+	m.path, m.rawPath = stripPath(path, rawPath, path[:1+len(seg)])
 	return m, true
 }
 
