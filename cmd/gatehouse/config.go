@@ -36,6 +36,8 @@ type gatewayConfig struct {
 	MaxStaleness      time.Duration               `mapstructure:"max_staleness"`
 	PanicFloor        float64                     `mapstructure:"panic_floor"`
 	PanicConfirmDelay time.Duration               `mapstructure:"panic_confirm_delay"`
+	Server            string                      `mapstructure:"server"`
+	Engine            string                      `mapstructure:"engine"`
 	Routes            []gateway.RouteConfig       `mapstructure:"routes"`
 	Retry             gateway.RetryConfig         `mapstructure:"retry"`
 	RetryBudget       gateway.RetryBudget         `mapstructure:"retry_budget"`
@@ -124,6 +126,8 @@ func (c gatewayConfig) gateway() gateway.Config {
 		IdleConnTimeout:       c.Upstream.IdleConnTimeout,
 		MaxIdleConnsPerHost:   c.Upstream.MaxIdleConnsPerHost,
 		AccessLog:             c.AccessLog,
+		Server:                c.Server,
+		Engine:                c.Engine,
 		Retry:                 c.Retry,
 		RetryBudget:           c.RetryBudget,
 		HealthChecks:          c.HealthChecks,

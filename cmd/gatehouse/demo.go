@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse/gatehouse/gateway"
 	"github.com/gatehouse/gatehouse/internal/regurl"
 	"github.com/gatehouse/gatehouse/registry"
 	"github.com/spf13/cobra"
@@ -42,6 +43,7 @@ func newDemoCmd() *cobra.Command {
 			Embedded:  embeddedConfig{ClientAddr: get("registry-addr"), PeerAddr: get("peer-addr")},
 			AccessLog: accessLog, DiscoveryRoutes: true, DefaultPolicy: "round_robin",
 			ShutdownTimeout: 5 * time.Second, GatewaysRoot: DefaultGatewaysRoot, PanicFloor: 0.5,
+			Server: gateway.ServerNetHTTP, Engine: gateway.EngineLean,
 		}
 		if err := cfg.validate(); err != nil {
 			return err

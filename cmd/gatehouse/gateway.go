@@ -46,6 +46,8 @@ func newGatewayCmd() *cobra.Command {
 	fs.Duration("upstream-response-header-timeout", 30*time.Second, "upstream time to response headers (then 504)")
 	fs.Duration("upstream-idle-conn-timeout", 90*time.Second, "how long idle upstream connections are kept")
 	fs.Int("upstream-max-idle-conns-per-host", 512, "idle upstream connections kept per backend")
+	fs.String("server", gateway.ServerNetHTTP, "HTTP front end: nethttp, or fasthttp (faster for plain HTTP/1.1; h2c goes to net/http)")
+	fs.String("engine", gateway.EngineLean, "upstream engine: lean (pooled HTTP/1.1) or reverseproxy (httputil.ReverseProxy for everything)")
 	fs.Duration("shutdown-timeout", 15*time.Second, "how long in-flight requests may finish on SIGTERM")
 	fs.Duration("shutdown-delay", 0, "on SIGTERM, how long /readyz fails before the listener closes (time for a load balancer to notice)")
 	fs.String("gateways-root", DefaultGatewaysRoot, "registry path where this gateway announces its admin API")
@@ -147,8 +149,6 @@ func runGateway(ctx context.Context, cfg gatewayConfig, log *zap.Logger,
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		ErrorLog: zap.NewStdLog(log.Named("http"))}
 	var adminSrv *http.Server
 	var adminLn net.Listener
 	if cfg.Admin != "" {
@@ -160,7 +160,7 @@ func runGateway(ctx context.Context, cfg gatewayConfig, log *zap.Logger,
 		go adminSrv.Serve(adminLn)
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- gw.Serve(ln) }()
 	info := runningGateway{Addr: ln.Addr().String(), RegistryEndpoint: spec.Kind + "://" + joinServers(spec.Servers)}
 	if adminLn != nil {
 		info.AdminAddr = adminLn.Addr().String()
@@ -209,7 +209,7 @@ func runGateway(ctx context.Context, cfg gatewayConfig, log *zap.Logger,
 			}
 			log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", cfg.ShutdownTimeout))
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-			err := srv.Shutdown(sctx)
+			err := gw.Shutdown(sctx)
 			if adminSrv != nil {
 				adminSrv.Shutdown(sctx)
 			}

@@ -14,6 +14,12 @@ import (
 // refused and the old routes keep serving), and a SIGTERM that lets an
 // in-flight request finish.
 func TestGatewayLifecycle(t *testing.T) {
+	for _, server := range []string{"nethttp", "fasthttp"} {
+		t.Run(server, func(t *testing.T) { testGatewayLifecycle(t, server) })
+	}
+}
+
+func testGatewayLifecycle(t *testing.T, server string) {
 	gwAddr, adminAddr, regAddr := addr(t), addr(t), addr(t)
 	cfg := filepath.Join(t.TempDir(), "gatehouse.yaml")
 	write := func(body string) {
@@ -23,7 +29,8 @@ func TestGatewayLifecycle(t *testing.T) {
 	}
 	write("routes:\n  - {name: api, path_prefix: /api, service: echo, strip_prefix: true}\n")
 	gw := start(t, "gateway", "gateway", "--config", cfg, "--listen", gwAddr, "--admin", adminAddr,
-		"--embedded-client-addr", regAddr, "--embedded-peer-addr", addr(t), "--shutdown-timeout", "10s")
+		"--embedded-client-addr", regAddr, "--embedded-peer-addr", addr(t), "--shutdown-timeout", "10s",
+		"--server", server)
 	echo := start(t, "echo", "echo", "--listen", addr(t), "--name", "e1", "--registry", "etcd://"+regAddr,
 		"--service", "echo", "--ttl", "2s", "--drain", "100ms")
 
