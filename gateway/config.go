@@ -32,7 +32,7 @@ const (
 // Server names for Config.Server: the front end that Gateway.Serve runs.
 const (
 	ServerNetHTTP  = "nethttp"
-	ServerFastHTTP = "fasthttp" // experimental; see fast.go
+	ServerFastHTTP = "fasthttp" // the command's default; see fast.go for how it differs
 )
 
 // policyConsistentHash is the one policy that needs a hash key.
@@ -63,8 +63,9 @@ type Config struct {
 	// one) or "reverseproxy" (httputil.ReverseProxy for every request).
 	Engine string
 	// Server selects the front end Gateway.Serve runs: "nethttp" (the
-	// default) or "fasthttp" (HTTP/1.1 on valyala/fasthttp, h2c to
-	// net/http; needs the lean engine). Reload does not switch a running
+	// library default) or "fasthttp" (HTTP/1.1 on valyala/fasthttp, h2c to
+	// net/http; needs the lean engine; the gatehouse command's default, for
+	// about half the CPU per request). Reload does not switch a running
 	// server.
 	Server string
 	// Retry is the retry policy of discovery routes and of routes that set

@@ -43,7 +43,7 @@ func newDemoCmd() *cobra.Command {
 			Embedded:  embeddedConfig{ClientAddr: get("registry-addr"), PeerAddr: get("peer-addr")},
 			AccessLog: accessLog, DiscoveryRoutes: true, DefaultPolicy: "round_robin",
 			ShutdownTimeout: 5 * time.Second, GatewaysRoot: DefaultGatewaysRoot, PanicFloor: 0.5,
-			Server: gateway.ServerNetHTTP, Engine: gateway.EngineLean,
+			Server: gateway.ServerFastHTTP, Engine: gateway.EngineLean,
 		}
 		if err := cfg.validate(); err != nil {
 			return err

@@ -46,7 +46,7 @@ func newGatewayCmd() *cobra.Command {
 	fs.Duration("upstream-response-header-timeout", 30*time.Second, "upstream time to response headers (then 504)")
 	fs.Duration("upstream-idle-conn-timeout", 90*time.Second, "how long idle upstream connections are kept")
 	fs.Int("upstream-max-idle-conns-per-host", 512, "idle upstream connections kept per backend")
-	fs.String("server", gateway.ServerNetHTTP, "HTTP front end: nethttp, or fasthttp (faster for plain HTTP/1.1; h2c goes to net/http)")
+	fs.String("server", gateway.ServerFastHTTP, "HTTP front end: nethttp, or fasthttp (faster for plain HTTP/1.1; h2c goes to net/http)")
 	fs.String("engine", gateway.EngineLean, "upstream engine: lean (pooled HTTP/1.1) or reverseproxy (httputil.ReverseProxy for everything)")
 	fs.Duration("shutdown-timeout", 15*time.Second, "how long in-flight requests may finish on SIGTERM")
 	fs.Duration("shutdown-delay", 0, "on SIGTERM, how long /readyz fails before the listener closes (time for a load balancer to notice)")
