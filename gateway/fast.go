@@ -19,7 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/loadbalance"
 )
 
-// The fasthttp front end (Config.Server "fasthttp", experimental).
+// The fasthttp front end (Config.Server "fasthttp"; the gatehouse command's default).
 //
 // ServeFast is the fasthttp.RequestHandler twin of ServeHTTP: the same
 // table, match, balancer, retry policy and budget, error statuses, access
