@@ -13,7 +13,7 @@
 #   BENCH_BODIES="100 16384" response body sizes in bytes
 #   BENCH_CONNS="50 200"     wrk connections
 #   BENCH_THREADS=2          wrk threads
-#   BENCH_TARGETS=...        subset/order of direct,baseline,nginx,gatehouse,gatehouse-fast[,haproxy,caddy]
+#   BENCH_TARGETS=...        subset/order of direct,baseline,nginx,gatehouse,gatehouse-nethttp[,haproxy,caddy]
 #   BENCH_NGINX_WORKERS=auto nginx worker_processes
 #   BENCH_TIMEWAIT=1         run the TIME_WAIT soak (default: on in full mode, off in quick)
 #   BENCH_TIMEWAIT_DURATION=60  seconds of the soak at 200 connections against gatehouse
@@ -233,19 +233,19 @@ done
   || die "gateway never listed 2 instances of bench; see $TMP/gateway.log, $TMP/sidecar-*.log"
 URL[gatehouse]="http://127.0.0.1:$GW$PATH_PREFIX"; PROCS[gatehouse]=$GW_PID; MINB[gatehouse]=2
 
-# The same gateway with the fasthttp front end, following the first one's
-# embedded registry (so its CPU excludes etcd).
-log "gatehouse-fast (--server fasthttp) on 127.0.0.1:$GWF, registry etcd://127.0.0.1:$ETCD_CLIENT"
-start gateway-fast "$BIN/gatehouse" gateway --listen "127.0.0.1:$GWF" --admin "127.0.0.1:$ADMINF" \
-  --registry "etcd://127.0.0.1:$ETCD_CLIENT" --server fasthttp --access-log=false --log-level warn \
+# The same gateway on the net/http front end (the default is fasthttp),
+# following the first one's embedded registry (so its CPU excludes etcd).
+log "gatehouse-nethttp (--server nethttp) on 127.0.0.1:$GWF, registry etcd://127.0.0.1:$ETCD_CLIENT"
+start gateway-nethttp "$BIN/gatehouse" gateway --listen "127.0.0.1:$GWF" --admin "127.0.0.1:$ADMINF" \
+  --registry "etcd://127.0.0.1:$ETCD_CLIENT" --server nethttp --access-log=false --log-level warn \
   --advertise-admin none
 GWF_PID=$LAST_PID
 "$TOOL" wait-instances "http://127.0.0.1:$ADMINF/admin/services" bench 2 60s \
-  || die "gateway-fast never listed 2 instances of bench; see $TMP/gateway-fast.log"
-URL[gatehouse-fast]="http://127.0.0.1:$GWF$PATH_PREFIX"; PROCS[gatehouse-fast]=$GWF_PID; MINB[gatehouse-fast]=2
+  || die "gateway-nethttp never listed 2 instances of bench; see $TMP/gateway-nethttp.log"
+URL[gatehouse-nethttp]="http://127.0.0.1:$GWF$PATH_PREFIX"; PROCS[gatehouse-nethttp]=$GWF_PID; MINB[gatehouse-nethttp]=2
 
 # ---------------------------------------------------------------- optional: haproxy, caddy
-DEFAULT_TARGETS="direct baseline nginx gatehouse gatehouse-fast"
+DEFAULT_TARGETS="direct baseline nginx gatehouse gatehouse-nethttp"
 if command -v haproxy >/dev/null 2>&1; then
   log "haproxy on 127.0.0.1:$HAP"
   cat >"$TMP/haproxy.cfg" <<EOF
