@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,7 +88,8 @@ func benchScale(b *testing.B, kind string) {
 	defer cancel()
 	go subj.Run(sctx)
 	<-subj.Synced()
-	bal, _ := loadbalance.New("round_robin", loadbalance.Options{})
+	lb, _ := loadbalance.New("round_robin", loadbalance.Options{})
+	bal := &notifying{Balancer: lb, updated: make(chan int, 16)}
 	defer subj.Subscribe("svc-0500", bal)()
 	var lat, watch []time.Duration // Register called / returned → balancer updated
 	b.ResetTimer()
@@ -154,14 +154,30 @@ func preload(b *testing.B, reg registry.Registrar) {
 	}
 }
 
-func waitMembers(b *testing.B, bal loadbalance.Balancer, n int) {
-	deadline := time.Now().Add(10 * time.Second)
-	for len(bal.Endpoints()) != n {
-		if time.Now().After(deadline) {
-			b.Fatalf("balancer has %d members, want %d", len(bal.Endpoints()), n)
+// notifying is a balancer that says how many members each Update left it
+// with, so the benchmark waits without spinning (a spinning poller would
+// take a core from the registry server on a 2-core machine).
+type notifying struct {
+	loadbalance.Balancer
+	updated chan int
+}
+
+func (n *notifying) Update(s discovery.Snapshot) {
+	n.Balancer.Update(s)
+	n.updated <- len(n.Balancer.Endpoints())
+}
+
+func waitMembers(b *testing.B, bal *notifying, n int) {
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-bal.updated:
+			if got == n {
+				return
+			}
+		case <-timeout:
+			b.Fatalf("balancer never had %d members", n)
 		}
-		// Yield so the watch goroutines get the cores this poll would spin on.
-		runtime.Gosched()
 	}
 }
 
