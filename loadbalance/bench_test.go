@@ -123,3 +123,66 @@ func BenchmarkUpdate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPickDegraded is Pick+Done with one of 100 endpoints ejected:
+// "probe" right after the ejection (still in the picker, skipped at pick
+// time), "left out" after the rebuild, when every Pick reads the clock to
+// catch the re-admission.
+func BenchmarkPickDegraded(b *testing.B) {
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("user-%d", i)
+	}
+	ins := instances(100)
+	for i := range ins {
+		ins[i].Weight = 1 + i%4
+	}
+	for _, policy := range Policies() {
+		for _, phase := range []string{"probe", "left_out"} {
+			bal := mustNew(b, policy, Options{}).(*balancer)
+			bal.Update(snap(ins...))
+			e := bal.Endpoints()[3]
+			e.acquire().Done(errRefused)
+			if phase == "left_out" {
+				bal.mu.Lock()
+				bal.buildLocked(bal.h.nanos())
+				bal.mu.Unlock()
+			}
+			b.Run(policy+"/"+phase, func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					e, err := bal.Pick(keys[i&1023])
+					if err != nil {
+						b.Fatal(err)
+					}
+					e.Done(nil)
+					i++
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkPickReadURL is what the proxy does with a pick on many cores: read
+// the URL and instance while other cores count in-flight requests on the
+// same endpoints; it shows false sharing between the two, if any.
+func BenchmarkPickReadURL(b *testing.B) {
+	ins := instances(4)
+	bal := mustNew(b, "round_robin", Options{})
+	bal.Update(snap(ins...))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		n := 0
+		for pb.Next() {
+			e, err := bal.Pick("")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			n += len(e.URL.Host) + len(e.Instance.ID)
+			e.Done(nil)
+		}
+		_ = n
+	})
+}

@@ -13,45 +13,71 @@ import (
 )
 
 // picker is one policy's immutable view of a non-empty endpoint set, in ID
-// order. pick runs concurrently, must not block or allocate, and leaves
+// order. Its methods run concurrently, must not block or allocate, and leave
 // acquire to the caller.
 type picker interface {
+	// pick chooses by the policy alone, ignoring health.
 	pick(key string) *Endpoint
+	// skip is the slow path when pick's choice e for key is ejected at now:
+	// an endpoint that is not, found in the policy's order within maxProbes
+	// tries, else e.
+	skip(key string, e *Endpoint, now int64) *Endpoint
+}
+
+// policy is what a balancing policy supplies.
+type policy struct {
+	build func(v view) picker // called with the balancer's mu held
+	// weighted policies are rebuilt when effective weights change; excludes
+	// policies leave ejected endpoints out of their pickers (until then,
+	// Pick skips them). Every policy excludes today.
+	weighted, excludes bool
 }
 
 // balancer is what every policy shares: the endpoint set kept by ID, the
-// serialized Update and the atomically swapped picker. A policy only
-// supplies build, which may keep state across pickers (counters).
+// serialized Update, passive health and the atomically swapped picker. A
+// policy supplies build, which may keep state across pickers (counters).
 type balancer struct {
-	build func(eps []*Endpoint) picker // called with mu held
+	policy policy
+	h      health
 
 	// mu serializes Update (callers already should; this makes misuse a
-	// delay, not a race) and guards set.
-	mu  sync.Mutex
-	set endpointSet
+	// delay, not a race) and health transitions, and guards set, built and
+	// every coldState's ejection fields. Lock order: mu, then nothing.
+	mu    sync.Mutex
+	set   endpointSet
+	built int64 // when the last picker was built (h's clock): the rate limit
+	// denied is when an ejection was last refused for MaxEjectedPercent.
+	denied atomic.Int64
 
 	cur atomic.Pointer[current] // nil while empty
 }
 
+// current is immutable once published.
 type current struct {
-	eps []*Endpoint
-	p   picker
+	p picker
+	// due is when time alone changes the picker (an ejection ends, a weight
+	// recovers, slow start steps): Pick then reads the clock and the first
+	// one past due rebuilds. 0, the healthy case: Pick never reads the clock.
+	due   int64
+	eps   []*Endpoint // every member
+	w     []int64     // each member's weight in p, 0 when left out
+	panic bool        // every member ejected: p picks among all, unchecked
 }
 
 func (b *balancer) Update(s discovery.Snapshot) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	eps := b.set.update(s.Instances)
-	if len(eps) == 0 {
-		b.cur.Store(nil)
-		return
-	}
+	now := b.h.nanos()
+	warmUntil := b.h.warmUntil(now, len(b.set.eps) == 0)
+	eps := b.set.update(s.Instances, func(ls *liveState) {
+		ls.cold = &coldState{owner: b, warmUntil: warmUntil}
+	})
 	// Any change to a record changes its *Endpoint, so the same pointers
 	// mean the same set: keep the picker (a ring is costly to rebuild).
 	if c := b.cur.Load(); c != nil && slices.Equal(c.eps, eps) {
 		return
 	}
-	b.cur.Store(&current{eps: eps, p: b.build(eps)})
+	b.buildLocked(now)
 }
 
 func (b *balancer) Pick(key string) (*Endpoint, error) {
@@ -59,7 +85,33 @@ func (b *balancer) Pick(key string) (*Endpoint, error) {
 	if c == nil {
 		return nil, ErrNoInstances
 	}
-	return c.p.pick(key).acquire(), nil
+	if c.due != 0 {
+		c = b.poll(c)
+	}
+	e := c.p.pick(key)
+	s := e.live()
+	// The one health check of a healthy pick: a load from the cache line
+	// the in-flight add below writes anyway.
+	if s.ejectedUntil.Load() != 0 {
+		return avoid(key, e), nil
+	}
+	s.inflight.Add(1)
+	return e, nil
+}
+
+// avoid is Pick's slow path, for a choice e with an ejection on record:
+// unless it has lapsed, let the picker find another. It is kept out of Pick
+// so that the fast path stays short; it finds the balancer through e and
+// loads the picker afresh, so only key lives across the pick.
+//
+//go:noinline
+func avoid(key string, e *Endpoint) *Endpoint {
+	b := e.live().cold.owner // set: only a balancer ejects
+	now := b.h.nanos()
+	if c := b.cur.Load(); c != nil && !c.panic && ejectedAt(e, now) {
+		e = c.p.skip(key, e, now)
+	}
+	return e.acquire()
 }
 
 func (b *balancer) Endpoints() []*Endpoint {
@@ -81,9 +133,9 @@ func byID(a, b registry.Instance) int { return strings.Compare(a.ID, b.ID) }
 // An unchanged record keeps its *Endpoint; a changed weight or metadata at
 // the same address gets a successor sharing the live state (Endpoint fields
 // are read by concurrent Picks, so they are never written); a new address is
-// a new backend with fresh state. Both sides are sorted by ID, so one merge
-// walk pairs them, without a map.
-func (s *endpointSet) update(ins []registry.Instance) []*Endpoint {
+// a new backend with fresh state, set up by fresh. Both sides are sorted by
+// ID, so one merge walk pairs them, without a map.
+func (s *endpointSet) update(ins []registry.Instance, fresh func(*liveState)) []*Endpoint {
 	if !slices.IsSortedFunc(ins, byID) { // snapshots are sorted; be safe
 		ins = slices.Clone(ins)
 		slices.SortStableFunc(ins, byID)
@@ -100,14 +152,14 @@ func (s *endpointSet) update(ins []registry.Instance) []*Endpoint {
 		var ep *Endpoint
 		var err error
 		switch {
-		case j == len(old) || old[j].Instance.ID != in.ID:
-			ep, err = NewEndpoint(in)
-		case old[j].Instance.Equal(in):
+		case j < len(old) && old[j].Instance.ID == in.ID && old[j].Instance.Equal(in):
 			ep = old[j]
-		case old[j].Instance.Address == in.Address:
+		case j < len(old) && old[j].Instance.ID == in.ID && old[j].Instance.Address == in.Address:
 			ep, err = old[j].successor(in)
 		default:
-			ep, err = NewEndpoint(in)
+			if ep, err = NewEndpoint(in); err == nil {
+				fresh(&ep.own)
+			}
 		}
 		if err != nil {
 			continue // unroutable; registry.Validate rejects it upstream

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"time"
 )
 
 // ErrUnknownPolicy is wrapped by New's error for a policy it does not know.
@@ -29,6 +30,12 @@ type Options struct {
 	// concurrently, so it must be safe for concurrent use and must not
 	// allocate. Default: math/rand/v2's Uint64.
 	Rand func() uint64
+	// Health tunes passive health checking; see HealthOptions.
+	Health HealthOptions
+	// Now is the clock for ejections and slow start (default time.Now).
+	// Healthy picks do not call it; while an ejection, a recovering weight
+	// or a slow start is pending, each Pick calls it once.
+	Now func() time.Time
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -41,6 +48,13 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Rand == nil {
 		o.Rand = rand.Uint64
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	var err error
+	if o.Health, err = o.Health.withDefaults(); err != nil {
+		return o, fmt.Errorf("health: %w", err)
+	}
 	return o, nil
 }
 
@@ -51,25 +65,29 @@ func Policies() []string {
 
 // New returns an empty Balancer for the named policy; Pick fails with
 // ErrNoInstances until the first non-empty Update.
-func New(policy string, opts Options) (Balancer, error) {
+func New(name string, opts Options) (Balancer, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("loadbalance: %w", err)
 	}
-	var build func([]*Endpoint) picker
-	switch policy {
+	var p policy
+	switch name {
 	case "round_robin":
-		build = roundRobinBuilder()
+		p = policy{build: roundRobinBuilder(), excludes: true}
 	case "weighted_round_robin":
-		build = weightedRoundRobinBuilder()
+		p = policy{build: weightedRoundRobinBuilder(), weighted: true, excludes: true}
 	case "random":
-		build = randomBuilder(opts.Rand)
+		p = policy{build: randomBuilder(opts.Rand), weighted: true, excludes: true}
 	case "least_request":
-		build = leastRequestBuilder(opts.Rand)
+		p = policy{build: leastRequestBuilder(opts.Rand), weighted: true, excludes: true}
 	case "consistent_hash":
-		build = ringBuilder(opts.VirtualNodes)
+		p = policy{build: ringBuilder(opts.VirtualNodes), excludes: true}
 	default:
-		return nil, fmt.Errorf("%w %q: want one of %s", ErrUnknownPolicy, policy, strings.Join(Policies(), ", "))
+		return nil, fmt.Errorf("%w %q: want one of %s", ErrUnknownPolicy, name, strings.Join(Policies(), ", "))
 	}
-	return &balancer{build: build}, nil
+	b := &balancer{policy: p, h: health{HealthOptions: opts.Health, now: opts.Now}}
+	b.h.epoch = opts.Now()
+	b.built = -int64(minRebuildGap) // the first failure may rebuild at once
+	b.denied.Store(-int64(minRebuildGap))
+	return b, nil
 }

@@ -22,9 +22,9 @@ func TestAliasTableExact(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			eps := make([]*Endpoint, len(tt.weights))
+			eps := make([]int64, len(tt.weights))
 			for i, in := range weighted(tt.weights...) {
-				eps[i] = &Endpoint{Instance: in}
+				eps[i] = int64(in.EffectiveWeight())
 			}
 			cols, total := aliasTable(eps)
 			if got := cols == nil; got != tt.wantNil {

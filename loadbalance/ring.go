@@ -24,6 +24,13 @@ const maxRingPoints = 1 << 18
 //
 // An empty key has nothing to hash: it goes round robin over the set.
 //
+// An ejected endpoint is left out of the next ring, which moves only its
+// keys, and re-admission moves them back (points depend on the instance
+// alone; the incremental build below carries everyone else's). Until that
+// rebuild a key that lands on it walks on to the next point of another
+// owner: the same place. Weights are the instances' alone: effective weights
+// and slow start would move keys.
+//
 // Update keeps the previous ring's points for instances whose ID and point
 // count are unchanged; only the others are hashed and sorted, then merged
 // in. For 10,000 instances that is the difference between re-sorting 250k
@@ -39,11 +46,11 @@ type ring struct {
 	rr    *roundRobin
 }
 
-func ringBuilder(virtualNodes int) func([]*Endpoint) picker {
+func ringBuilder(virtualNodes int) func(view) picker {
 	seq := new(counter)
 	var prev *ring // build runs serialized, under the balancer's mu
-	return func(eps []*Endpoint) picker {
-		r := &ring{eps: eps, rr: newRoundRobin(eps, seq)}
+	return func(v view) picker {
+		r := &ring{eps: v.eps, rr: newRoundRobin(v.eps, seq)}
 		r.build(virtualNodes, maxRingPoints, prev)
 		prev = r
 		return r
@@ -54,6 +61,7 @@ func (r *ring) pick(key string) *Endpoint {
 	if key == "" {
 		return r.rr.pick(key)
 	}
+	// lookup, inline: a call here costs a tenth of a pick.
 	h := xxhash.Sum64String(key)
 	b := h >> r.shift
 	lo, hi := r.index[b], r.index[b+1]
@@ -71,11 +79,53 @@ func (r *ring) pick(key string) *Endpoint {
 	return r.eps[r.points[lo].owner]
 }
 
+// skip goes on to the next point of an owner that is not ejected, which is
+// where the key would go if the ejected ones were removed (as the next
+// rebuild does).
+func (r *ring) skip(key string, e *Endpoint, now int64) *Endpoint {
+	if key == "" {
+		return r.rr.skip(key, e, now)
+	}
+	i := r.lookup(key)
+	for range min(len(r.eps), maxProbes) - 1 {
+		i = r.points[i].next // past the run of this owner's points
+		if c := r.eps[r.points[i].owner]; !ejectedAt(c, now) {
+			return c
+		}
+	}
+	return e
+}
+
+// lookup returns the index of the first point at or after key's hash: pick's
+// search, for skip.
+func (r *ring) lookup(key string) uint32 {
+	h := xxhash.Sum64String(key)
+	b := h >> r.shift
+	lo, hi := r.index[b], r.index[b+1]
+	for lo < hi { // first point >= h; every later bucket's points are > h
+		m := lo + (hi-lo)/2
+		if r.points[m].hash < h {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if int(lo) == len(r.points) {
+		lo = 0
+	}
+	return lo
+}
+
 // ringPoint keeps the owner next to the hash: one cache miss, not two. The
 // owner is an index, not a pointer, so the GC does not scan the ring.
 type ringPoint struct {
 	hash  uint64
 	owner uint32 // index into eps
+	// next is the index of the next point, wrapping around, with another
+	// owner (or this point if there is no other): a walk past an ejected
+	// endpoint skips its runs of points in one step. It fills what would
+	// be padding.
+	next uint32
 }
 
 // Equal hashes go to the lower owner, i.e. the lower ID: stable across
@@ -115,7 +165,7 @@ func (r *ring) build(virtualNodes, maxPoints int, prev *ring) {
 		kept = make([]ringPoint, 0, total)
 		for _, p := range prev.points {
 			if o := remap[p.owner]; o >= 0 {
-				kept = append(kept, ringPoint{p.hash, uint32(o)})
+				kept = append(kept, ringPoint{hash: p.hash, owner: uint32(o)})
 			}
 		}
 	}
@@ -129,12 +179,41 @@ func (r *ring) build(virtualNodes, maxPoints int, prev *ring) {
 		n := len(buf)
 		for j := range r.counts[i] {
 			buf = strconv.AppendInt(buf[:n], int64(j), 10)
-			added = append(added, ringPoint{xxhash.Sum64(buf), uint32(i)})
+			added = append(added, ringPoint{hash: xxhash.Sum64(buf), owner: uint32(i)})
 		}
 	}
 	slices.SortFunc(added, comparePoints)
 	r.points = mergePoints(kept, added)
+	linkOwners(r.points)
 	r.buildIndex()
+}
+
+// linkOwners sets every point's next. Going backwards from a point k whose
+// successor has another owner, each point's successor is already linked.
+func linkOwners(pts []ringPoint) {
+	n := len(pts)
+	k := -1
+	for i := range pts {
+		if pts[i].owner != pts[(i+1)%n].owner {
+			k = i
+			break
+		}
+	}
+	if k < 0 { // one owner
+		for i := range pts {
+			pts[i].next = uint32(i)
+		}
+		return
+	}
+	for step := range n {
+		i := (k - step + n) % n
+		j := (i + 1) % n
+		if pts[j].owner != pts[i].owner {
+			pts[i].next = uint32(j)
+		} else {
+			pts[i].next = pts[j].next
+		}
+	}
 }
 
 // pointCounts gives each instance virtualNodes points per unit of weight,

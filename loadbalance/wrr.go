@@ -14,6 +14,10 @@ const maxCycle = 1 << 16
 // The counter lives in the balancer and survives updates. A fresh balancer
 // starts at step 0 like nginx, so gateways started together all send their
 // first picks to the heaviest instance; we keep that for determinism.
+//
+// Weights are the view's: the instance weight lowered by failures and slow
+// start, so a change of effective weight means a new cycle. The balancer
+// rebuilds only on coarse (10%) changes and at most every 100 ms.
 type weightedRoundRobin struct {
 	eps   []*Endpoint
 	cycle []uint32 // indexes into eps; nil when all weights are equal
@@ -21,15 +25,15 @@ type weightedRoundRobin struct {
 	seq   *counter
 }
 
-func weightedRoundRobinBuilder() func([]*Endpoint) picker {
+func weightedRoundRobinBuilder() func(view) picker {
 	seq := new(counter)
-	return func(eps []*Endpoint) picker {
-		cycle := smoothCycle(cycleWeights(eps))
-		steps := len(eps)
+	return func(v view) picker {
+		cycle := smoothCycle(cycleWeights(v.w))
+		steps := len(v.eps)
 		if cycle != nil {
 			steps = len(cycle)
 		}
-		return &weightedRoundRobin{eps: eps, cycle: cycle, n: newDivisor(steps), seq: seq}
+		return &weightedRoundRobin{eps: v.eps, cycle: cycle, n: newDivisor(steps), seq: seq}
 	}
 }
 
@@ -41,47 +45,26 @@ func (p *weightedRoundRobin) pick(string) *Endpoint {
 	return p.eps[p.cycle[i]]
 }
 
-// cycleWeights returns the endpoints' weights reduced by their GCD, which
-// leaves nginx's sequence unchanged. If the sum still exceeds maxCycle they
-// are scaled to sum to about maxCycle, rounding down but keeping at least 1:
-// the order is then nginx's for the scaled weights, whose shares are off by
-// that rounding, under one scaled unit each.
-func cycleWeights(eps []*Endpoint) []int64 {
-	w := make([]int64, len(eps))
-	var sum int64
-	for i, e := range eps {
-		w[i] = int64(e.Instance.EffectiveWeight())
-		sum += w[i]
-	}
-	sum = divideByGCD(w, sum)
-	if sum > maxCycle {
-		scaled := int64(0)
-		for i := range w {
-			w[i] = max(1, w[i]*maxCycle/sum)
-			scaled += w[i]
-		}
-		divideByGCD(w, scaled)
-	}
-	return w
+// skip walks on in ID order (see roundRobin.skip).
+func (p *weightedRoundRobin) skip(_ string, e *Endpoint, now int64) *Endpoint {
+	return skipInOrder(p.eps, e, now)
 }
 
-// divideByGCD divides w by the GCD of its elements and returns the new sum.
-func divideByGCD(w []int64, sum int64) int64 {
-	g := int64(0)
-	for _, x := range w {
-		for x != 0 {
-			g, x = x, g%x
+// cycleWeights returns a copy of w (reduced by its GCD, which leaves nginx's
+// sequence unchanged). If the sum exceeds maxCycle they are scaled to sum to
+// about maxCycle, rounding down but keeping at least 1: the order is then
+// nginx's for the scaled weights, whose shares are off by that rounding,
+// under one scaled unit each.
+func cycleWeights(w []int64) []int64 {
+	w = slices.Clone(w)
+	sum := divideByGCD(w)
+	if sum > maxCycle {
+		for i := range w {
+			w[i] = max(1, w[i]*maxCycle/sum)
 		}
+		divideByGCD(w)
 	}
-	if g <= 1 {
-		return sum
-	}
-	sum = 0
-	for i := range w {
-		w[i] /= g
-		sum += w[i]
-	}
-	return sum
+	return w
 }
 
 // smoothCycle returns one cycle of nginx's sequence for w, or nil if all

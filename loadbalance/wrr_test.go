@@ -100,10 +100,10 @@ func TestWRRScaledCycle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			eps := make([]*Endpoint, len(tt.weights))
+			eps := make([]int64, len(tt.weights))
 			total := 0
 			for i, ins := range weighted(tt.weights...) {
-				eps[i] = &Endpoint{Instance: ins}
+				eps[i] = int64(ins.EffectiveWeight())
 				total += tt.weights[i]
 			}
 			cycle := smoothCycle(cycleWeights(eps))
