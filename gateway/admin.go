@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ServiceInfo describes one service the gateway routes to.
@@ -29,6 +30,18 @@ type InstanceInfo struct {
 	Weight   int               `json:"weight"` // effective weight, at least 1
 	Metadata map[string]string `json:"metadata,omitempty"`
 	InFlight int64             `json:"in_flight"`
+	// Health is the passive health state in the first balancer serving the
+	// service (each balancer keeps its own).
+	Health *HealthInfo `json:"health,omitempty"`
+}
+
+// HealthInfo is an instance's passive health for the admin API.
+type HealthInfo struct {
+	Ejected             bool      `json:"ejected"`
+	EjectedUntil        time.Time `json:"ejected_until,omitzero"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	EffectiveWeight     int       `json:"effective_weight"`
+	Warming             bool      `json:"warming,omitempty"`
 }
 
 // Services lists the services of the current route table, sorted by name.
@@ -70,8 +83,11 @@ func (g *Gateway) Services() []ServiceInfo {
 			in := ep.Instance
 			i := slices.IndexFunc(si.Instances, func(ii InstanceInfo) bool { return ii.ID == in.ID })
 			if i < 0 {
+				h := ep.Health()
 				si.Instances = append(si.Instances, InstanceInfo{
 					ID: in.ID, Address: in.Address, Weight: in.EffectiveWeight(), Metadata: in.Metadata,
+					Health: &HealthInfo{Ejected: h.Ejected, EjectedUntil: h.EjectedUntil,
+						ConsecutiveFailures: h.ConsecutiveFailures, EffectiveWeight: h.EffectiveWeight, Warming: h.Warming},
 				})
 				i = len(si.Instances) - 1
 			}

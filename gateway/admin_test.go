@@ -93,8 +93,9 @@ func TestAdminServices(t *testing.T) {
 			{Policy: "round_robin", Routes: []string{discoveryRoute}},
 		},
 		Instances: []InstanceInfo{
-			{ID: "a1", Address: hold.URL, Weight: 3, Metadata: a.Metadata, InFlight: 1},
-			{ID: "a2", Address: echo.URL, Weight: 1},
+			{ID: "a1", Address: hold.URL, Weight: 3, Metadata: a.Metadata, InFlight: 1,
+				Health: &HealthInfo{EffectiveWeight: 3}},
+			{ID: "a2", Address: echo.URL, Weight: 1, Health: &HealthInfo{EffectiveWeight: 1}},
 		},
 	}}
 	var got []ServiceInfo

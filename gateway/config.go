@@ -75,6 +75,30 @@ type Config struct {
 	// HealthChecks turns on active health checks per service. They are set
 	// at start; a reload that changes them is applied on the next restart.
 	HealthChecks []HealthCheckConfig
+	// PassiveHealth tunes outlier detection and slow start in every
+	// balancer. Like HealthChecks it is set at start.
+	PassiveHealth PassiveHealthConfig
+}
+
+// PassiveHealthConfig is loadbalance.HealthOptions in config form: an
+// instance that fails ConsecutiveFailures requests in a row, or refuses a
+// connection, is ejected for BaseEjection × times ejected (at most
+// MaxEjection), never more than MaxEjectedPercent of a service at once;
+// newcomers ramp up over SlowStart. Zero values take loadbalance's defaults.
+type PassiveHealthConfig struct {
+	Disable             bool          `mapstructure:"disable"`
+	ConsecutiveFailures int           `mapstructure:"consecutive_failures"`
+	BaseEjection        time.Duration `mapstructure:"base_ejection"`
+	MaxEjection         time.Duration `mapstructure:"max_ejection"`
+	MaxEjectedPercent   int           `mapstructure:"max_ejected_percent"`
+	SlowStart           time.Duration `mapstructure:"slow_start"`
+}
+
+func (p PassiveHealthConfig) options() loadbalance.Options {
+	return loadbalance.Options{Health: loadbalance.HealthOptions{
+		Disable: p.Disable, ConsecutiveFailures: p.ConsecutiveFailures, BaseEjection: p.BaseEjection,
+		MaxEjection: p.MaxEjection, MaxEjectedPercent: p.MaxEjectedPercent, SlowStart: p.SlowStart,
+	}}
 }
 
 // RouteConfig is one configured route.
@@ -175,6 +199,9 @@ func (c Config) Validate() error {
 
 	if err := c.Retry.validate(); err != nil {
 		bad("%v", err)
+	}
+	if _, err := loadbalance.New(DefaultPolicy, c.PassiveHealth.options()); err != nil {
+		bad("passive health: %v", err)
 	}
 	checked := map[string]bool{}
 	for _, hc := range c.HealthChecks {

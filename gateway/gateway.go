@@ -90,9 +90,9 @@ func newGateway(cfg Config, src Source, log *zap.Logger, nb balancerFactory) (*G
 		g.src = g.checked
 	}
 	g.mu.Lock()
+	g.cfg = cfg // bind reads the balancer options from it
 	t, _, err := g.buildLocked(cfg, nil)
 	if err == nil {
-		g.cfg = cfg
 		g.table.Store(t)
 	}
 	g.mu.Unlock()
@@ -122,9 +122,9 @@ func (g *Gateway) Reload(cfg Config) error {
 		return errors.New("gateway closed")
 	}
 	old := g.table.Load()
-	if !slices.Equal(cfg.HealthChecks, g.cfg.HealthChecks) {
-		g.log.Warn("health check changes apply on the next restart; the running checks stay")
-		cfg.HealthChecks = g.cfg.HealthChecks
+	if !slices.Equal(cfg.HealthChecks, g.cfg.HealthChecks) || cfg.PassiveHealth != g.cfg.PassiveHealth {
+		g.log.Warn("health check and passive health changes apply on the next restart; the running ones stay")
+		cfg.HealthChecks, cfg.PassiveHealth = g.cfg.HealthChecks, g.cfg.PassiveHealth
 	}
 	t, stale, err := g.buildLocked(cfg, old)
 	if err == nil {
@@ -285,7 +285,7 @@ func (g *Gateway) buildLocked(cfg Config, prev *table) (*table, []*binding, erro
 // bind creates a balancer for k, primes it with the current snapshot when
 // the Source can tell, and subscribes it.
 func (g *Gateway) bind(k bindingKey) (*binding, error) {
-	bal, err := g.newBalancer(k.policy, loadbalance.Options{})
+	bal, err := g.newBalancer(k.policy, g.cfg.PassiveHealth.options())
 	if err != nil {
 		return nil, fmt.Errorf("balancer for service %q: %w", k.service, err)
 	}

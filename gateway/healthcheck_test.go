@@ -78,3 +78,31 @@ func TestHealthCheckValidation(t *testing.T) {
 		t.Errorf("duplicate: got nil error, want one")
 	}
 }
+
+// A refused connection ejects the instance at once (passive health): the
+// admin API shows it and requests stop going there.
+func TestPassiveEjectionShown(t *testing.T) {
+	good := newEcho(t, "good")
+	src := newFakeSource()
+	src.set("s", inst("s", "a-bad", refusedURL(t)), inst("s", "b-good", good.URL))
+	h := newHarness(t, Config{DiscoveryRoutes: true, PassiveHealth: PassiveHealthConfig{BaseEjection: time.Minute}}, src, nil)
+	for i := 0; i < 4; i++ {
+		if rep := h.echo(t, "GET", "/s/x", "", "", nil); rep.Backend != "good" {
+			t.Fatalf("got %s, want good", rep.Backend)
+		}
+	}
+	var ejected bool
+	for _, s := range h.g.Services() {
+		for _, in := range s.Instances {
+			if in.ID == "a-bad" && in.Health != nil && in.Health.Ejected && !in.Health.EjectedUntil.IsZero() {
+				ejected = true
+			}
+		}
+	}
+	if !ejected {
+		t.Fatalf("got %+v, want a-bad ejected", h.g.Services())
+	}
+	if err := (Config{PassiveHealth: PassiveHealthConfig{MaxEjectedPercent: 500}}).Validate(); err == nil {
+		t.Fatalf("max_ejected_percent 500: got nil error, want one")
+	}
+}

@@ -42,6 +42,7 @@ type gatewayConfig struct {
 	Retry             gateway.RetryConfig         `mapstructure:"retry"`
 	RetryBudget       gateway.RetryBudget         `mapstructure:"retry_budget"`
 	HealthChecks      []gateway.HealthCheckConfig `mapstructure:"health_checks"`
+	PassiveHealth     gateway.PassiveHealthConfig `mapstructure:"passive_health"`
 	Extra             map[string]interface{}      `mapstructure:",remain"`
 }
 
@@ -131,5 +132,6 @@ func (c gatewayConfig) gateway() gateway.Config {
 		Retry:                 c.Retry,
 		RetryBudget:           c.RetryBudget,
 		HealthChecks:          c.HealthChecks,
+		PassiveHealth:         c.PassiveHealth,
 	}
 }

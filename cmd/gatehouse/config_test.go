@@ -56,6 +56,7 @@ retry:
   attempts: 2
 retry_budget:
   ratio: 0.1
+passive_health: {slow_start: 30s}
 health_checks:
   - {service: users, type: http, path: /ready, interval: 2s, timeout: 500ms}
 routes:
@@ -86,6 +87,7 @@ routes:
 		{"routes", len(c.Routes), 1},
 		{"retry", c.Retry.Attempts, 2},
 		{"retry budget", c.RetryBudget.Ratio, 0.1},
+		{"passive health", c.PassiveHealth.SlowStart, 30 * time.Second},
 		{"health check", len(c.HealthChecks) == 1 && c.HealthChecks[0].Interval == 2*time.Second && c.HealthChecks[0].Path == "/ready", true},
 	}
 	for _, ch := range checks {
