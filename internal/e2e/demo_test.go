@@ -16,7 +16,7 @@ func TestDemoRoundRobin(t *testing.T) {
 		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		"--peer-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
 	url := "http://" + gw + "/echo/hello"
-	waitFor(t, 30*time.Second, "all three demo backends routable", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "all three demo backends routable", func() bool {
 		seen := map[string]bool{}
 		for i := 0; i < 6; i++ {
 			name, code, err := echoName(url)
@@ -44,8 +44,8 @@ func TestDemoRoundRobin(t *testing.T) {
 	if code, err := getJSON("http://"+admin+"/admin/services", &svcs); err != nil || code != 200 {
 		t.Fatalf("admin/services: got %d %v, want 200", code, err)
 	}
-	if !p.hasLine("Try:") {
+	if !p.HasLine("Try:") {
 		t.Fatalf("demo did not print what to try next")
 	}
-	p.stop(20 * time.Second)
+	p.Stop(20 * time.Second)
 }

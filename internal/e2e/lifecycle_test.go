@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // The gateway on its embedded registry with an in-process registered echo
@@ -44,28 +46,28 @@ func testGatewayLifecycle(t *testing.T, server string) {
 		}
 		return body.Path, code
 	}
-	waitFor(t, 30*time.Second, "echo routable through the discovery route", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "echo routable through the discovery route", func() bool {
 		p, code := path("http://" + gwAddr + "/echo/x")
 		return code == 200 && p == "/x"
 	})
 	if p, code := path("http://" + gwAddr + "/api/users?id=1"); code != 200 || p != "/users" {
 		t.Fatalf("configured route: got %q %d, want /users 200", p, code)
 	}
-	waitFor(t, 5*time.Second, "an access-log line for the configured route", func() bool {
-		return gw.hasLine(`"route":"api"`, `"path":"/api/users"`, `"status":200`, `"upstream"`)
+	testenv.WaitFor(t, 5*time.Second, "an access-log line for the configured route", func() bool {
+		return gw.HasLine(`"route":"api"`, `"path":"/api/users"`, `"status":200`, `"upstream"`)
 	})
 
 	// A bad file is refused on SIGHUP; the running routes keep serving.
 	write("routes:\n  - {name: api, path_prefix: /api, service: echo, policy: fastest}\n")
-	gw.signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, "the reload refusal logged", func() bool { return gw.hasLine("reload refused", "fastest") })
+	gw.Signal(syscall.SIGHUP)
+	testenv.WaitFor(t, 5*time.Second, "the reload refusal logged", func() bool { return gw.HasLine("reload refused", "fastest") })
 	if p, code := path("http://" + gwAddr + "/api/a"); code != 200 || p != "/a" {
 		t.Fatalf("after a refused reload: got %q %d, want /a 200", p, code)
 	}
 	// A good file applies.
 	write("routes:\n  - {name: v2, path_prefix: /v2, service: echo, strip_prefix: true}\n")
-	gw.signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, "the new route", func() bool { p, code := path("http://" + gwAddr + "/v2/b"); return code == 200 && p == "/b" })
+	gw.Signal(syscall.SIGHUP)
+	testenv.WaitFor(t, 5*time.Second, "the new route", func() bool { p, code := path("http://" + gwAddr + "/v2/b"); return code == 200 && p == "/b" })
 	if _, code := path("http://" + gwAddr + "/api/a"); code != http.StatusNotFound {
 		t.Fatalf("removed route: got %d, want 404", code)
 	}
@@ -79,7 +81,7 @@ func testGatewayLifecycle(t *testing.T, server string) {
 		}
 		result <- code
 	}()
-	waitFor(t, 5*time.Second, "the slow request in flight", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the slow request in flight", func() bool {
 		var svcs []struct {
 			Name      string `json:"name"`
 			Instances []struct {
@@ -98,7 +100,7 @@ func testGatewayLifecycle(t *testing.T, server string) {
 		}
 		return false
 	})
-	gw.stop(15 * time.Second)
+	gw.Stop(15 * time.Second)
 	select {
 	case code := <-result:
 		if code != 200 {
@@ -107,5 +109,5 @@ func testGatewayLifecycle(t *testing.T, server string) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("in-flight request did not finish")
 	}
-	echo.stop(10 * time.Second)
+	echo.Stop(10 * time.Second)
 }

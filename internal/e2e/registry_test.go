@@ -48,7 +48,7 @@ func testRegistryPath(t *testing.T, kind string) {
 	gwAddr, adminAddr := addr(t), addr(t)
 	start(t, "gateway", "gateway", "--listen", gwAddr, "--admin", adminAddr, "--registry", reg.url,
 		"--registry-ttl", "2s", "--access-log=false", "--log-level", "warn")
-	waitFor(t, 20*time.Second, "gateway ready", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "gateway ready", func() bool {
 		resp, err := client.Get("http://" + adminAddr + "/readyz")
 		if err != nil {
 			return false
@@ -69,13 +69,13 @@ func testRegistryPath(t *testing.T, kind string) {
 	aAddr, bAddr := addr(t), addr(t)
 	start(t, "echo-a", "echo", "--listen", aAddr, "--name", "a")
 	echoB := start(t, "echo-b", "echo", "--listen", bAddr, "--name", "b")
-	sidecar := func(name, backend string) *proc {
+	sidecar := func(name, backend string) *testenv.Proc {
 		return start(t, "sidecar-"+name, "sidecar", "--registry", reg.url, "--service", "echo", "--id", name,
 			"--address", "http://"+backend, "--health", "http://"+backend+"/healthz",
 			"--interval", "100ms", "--fall", "2", "--ttl", "2s", "--drain", "300ms", "--log-level", "info")
 	}
 	sideA := sidecar("a", aAddr)
-	waitFor(t, 20*time.Second, "a routable through its sidecar", func() bool { return routedTo("a") })
+	testenv.WaitFor(t, 20*time.Second, "a routable through its sidecar", func() bool { return routedTo("a") })
 
 	// Registration → first routed request, deregistration → last routed
 	// request, measured with an in-process registrar.
@@ -85,17 +85,17 @@ func testRegistryPath(t *testing.T, kind string) {
 
 	// A sidecar killed with SIGKILL: the record goes when its session or lease expires.
 	sideB := sidecar("b", bAddr)
-	waitFor(t, 10*time.Second, "b routable through its sidecar", func() bool { return routedTo("b") })
+	testenv.WaitFor(t, 10*time.Second, "b routable through its sidecar", func() bool { return routedTo("b") })
 	t0 := time.Now()
-	sideB.signal(syscall.SIGKILL)
-	waitFor(t, 15*time.Second, "b gone after its sidecar was killed", func() bool { return !routedTo("b") && !routedTo("b") })
+	sideB.Signal(syscall.SIGKILL)
+	testenv.WaitFor(t, 15*time.Second, "b gone after its sidecar was killed", func() bool { return !routedTo("b") && !routedTo("b") })
 	t.Logf("%s: sidecar SIGKILL → unrouted after %v (TTL 2s)", kind, time.Since(t0).Round(10*time.Millisecond))
 
 	// Health: the backend stops, its sidecar deregisters it; it returns, and so does its record.
 	sidecar("b2", bAddr)
-	waitFor(t, 10*time.Second, "b routable through a new sidecar", func() bool { return routedTo("b") })
-	echoB.stop(10 * time.Second)
-	waitFor(t, 10*time.Second, "b unrouted after its health check failed", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "b routable through a new sidecar", func() bool { return routedTo("b") })
+	echoB.Stop(10 * time.Second)
+	testenv.WaitFor(t, 10*time.Second, "b unrouted after its health check failed", func() bool {
 		for i := 0; i < 4; i++ {
 			if n, code, _ := echoName(url); n != "a" || code != 200 {
 				return false
@@ -104,15 +104,15 @@ func testRegistryPath(t *testing.T, kind string) {
 		return true
 	})
 	start(t, "echo-b-again", "echo", "--listen", bAddr, "--name", "b")
-	waitFor(t, 10*time.Second, "b routable again after recovering", func() bool { return routedTo("b") })
+	testenv.WaitFor(t, 10*time.Second, "b routable again after recovering", func() bool { return routedTo("b") })
 
 	// SIGTERM of a sidecar deregisters, and it exits once the gateway
 	// confirms it no longer routes there.
-	sideA.stop(10 * time.Second)
-	if !sideA.hasLine("gateways confirmed the removal", `"confirmed":1`, `"unconfirmed":0`) {
+	sideA.Stop(10 * time.Second)
+	if !sideA.HasLine("gateways confirmed the removal", `"confirmed":1`, `"unconfirmed":0`) {
 		t.Fatalf("sidecar did not wait for the gateway's confirmation")
 	}
-	waitFor(t, 5*time.Second, "a unrouted after its sidecar stopped", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "a unrouted after its sidecar stopped", func() bool {
 		for i := 0; i < 4; i++ {
 			if n, _, _ := echoName(url); n != "b" {
 				return false
@@ -165,7 +165,7 @@ func measureCycles(t testing.TB, regURL, url, backend string, n int) (up, down [
 		if _, err := r.Register(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, time.Second, "b routable within 1s of registration", func() bool { return routedTo("b") })
+		testenv.WaitFor(t, time.Second, "b routable within 1s of registration", func() bool { return routedTo("b") })
 		up = append(up, time.Since(t0))
 
 		stopLoad := make(chan struct{})
@@ -189,7 +189,7 @@ func measureCycles(t testing.TB, regURL, url, backend string, n int) (up, down [
 			t.Fatal(err)
 		}
 		streak := 0
-		waitFor(t, 2*time.Second, "b unrouted within 2s of deregistration", func() bool {
+		testenv.WaitFor(t, 2*time.Second, "b unrouted within 2s of deregistration", func() bool {
 			if n, _, _ := echoName(url); n == "b" {
 				streak = 0
 			} else {
@@ -223,7 +223,7 @@ func BenchmarkRegistrationLatency(b *testing.B) {
 			start(b, "echo-a", "echo", "--listen", aAddr, "--name", "a", "--registry", reg.url, "--service", "echo", "--id", "a")
 			start(b, "echo-b", "echo", "--listen", bAddr, "--name", "b")
 			url := "http://" + gwAddr + "/echo/x"
-			waitFor(b, 30*time.Second, "a routable", func() bool { n, _, _ := echoName(url); return n == "a" })
+			testenv.WaitFor(b, 30*time.Second, "a routable", func() bool { n, _, _ := echoName(url); return n == "a" })
 			b.ResetTimer()
 			up, down := measureCycles(b, reg.url, url, "http://"+bAddr, 100)
 			b.StopTimer()

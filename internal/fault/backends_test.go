@@ -53,7 +53,7 @@ func checkRate(t *testing.T, res loadResult) {
 func (r *rig) routable(l *load, b *backend, timeout time.Duration) time.Duration {
 	r.t.Helper()
 	since := time.Now()
-	return waitFor(r.t, timeout, b.name+" routable", func() bool {
+	return testenv.WaitFor(r.t, timeout, b.name+" routable", func() bool {
 		ids, err := r.listed()
 		return err == nil && slices.Contains(ids, b.name) && l.Seen(b.name, since)
 	})
@@ -76,11 +76,11 @@ func testRollingRestart(t *testing.T, kind string) {
 	hold(time.Second)
 	for _, b := range r.backends {
 		l.Mark("SIGTERM sidecar-" + b.name)
-		b.sidecar.stop(10 * time.Second)
+		b.sidecar.Stop(10 * time.Second)
 		ids, _ := r.listed()
 		l.Mark("sidecar-" + b.name + " exited; gateway lists " + fmtIDs(ids))
 		t0 := time.Now()
-		b.echo.stop(10 * time.Second)
+		b.echo.Stop(10 * time.Second)
 		stopped := time.Since(t0)
 		l.Mark(fmt.Sprintf("echo-%s stopped (SIGTERM) in %v; starting again", b.name, stopped.Round(time.Millisecond)))
 		if stopped > time.Second {
@@ -125,8 +125,8 @@ func testBackendKilled(t *testing.T, kind string) {
 	hold(time.Second)
 	victim := r.backends[1]
 	l.Mark("SIGKILL echo-" + victim.name)
-	victim.echo.kill()
-	d := waitFor(t, 10*time.Second, "the gateway to drop "+victim.name, func() bool {
+	victim.echo.Kill()
+	d := testenv.WaitFor(t, 10*time.Second, "the gateway to drop "+victim.name, func() bool {
 		ids, err := r.listed()
 		return err == nil && !slices.Contains(ids, victim.name)
 	})

@@ -40,13 +40,13 @@ func testRestartWithRegistryDown(t *testing.T, kind string) {
 	snap := filepath.Join(t.TempDir(), "routes.json")
 	r := newRig(t, regURL, "--snapshot-file", snap)
 	r.addBackends(regURL, "a", "b", "c")
-	waitFor(t, 10*time.Second, "the snapshot file to hold a, b, c", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the snapshot file to hold a, b, c", func() bool {
 		data, err := os.ReadFile(snap)
 		return err == nil && strings.Contains(string(data), `"id":"c"`) && strings.Contains(string(data), `"id":"a"`)
 	})
 
 	stopReg()
-	r.gw.stop(20 * time.Second)
+	r.gw.Stop(20 * time.Second)
 	t0 := time.Now()
 	r2 := newRig(t, regURL, "--snapshot-file", snap)
 	readyIn := time.Since(t0)
@@ -58,7 +58,7 @@ func testRestartWithRegistryDown(t *testing.T, kind string) {
 	hold(3 * time.Second)
 	l.Mark("registry back")
 	startReg()
-	waitFor(t, 30*time.Second, "SYNCED after the registry returned", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "SYNCED after the registry returned", func() bool {
 		_, st := r2.ready()
 		return st.State == "SYNCED"
 	})
@@ -105,7 +105,7 @@ func TestPanicFloor(t *testing.T) {
 	if _, err := cli.Txn(context.Background()).Then(ops...).Commit(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the removal held", func() bool { return heldRemoval(r) == 4 })
+	testenv.WaitFor(t, 5*time.Second, "the removal held", func() bool { return heldRemoval(r) == 4 })
 	if got, _ := r.listed(); len(got) != 5 {
 		t.Fatalf("PRODUCT: while the removal is held the gateway lists %v, want all five", got)
 	}

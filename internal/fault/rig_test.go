@@ -31,7 +31,7 @@ func addr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", testenv.Free
 // rig is a gateway and its echo backends, each registered by a sidecar.
 type rig struct {
 	t                 *testing.T
-	gw                *proc
+	gw                *testenv.Proc
 	gwAddr, adminAddr string
 	backends          []*backend
 	admin             *http.Client
@@ -43,7 +43,7 @@ type backend struct {
 	r             *rig
 	name, addr    string
 	regURL        string // the sidecar's registry, maybe through a proxy
-	echo, sidecar *proc
+	echo, sidecar *testenv.Proc
 }
 
 // newRig starts a gateway on regURL, with extra flags, and waits until it
@@ -55,7 +55,7 @@ func newRig(t *testing.T, regURL string, extra ...string) *rig {
 	args := []string{"gateway", "--listen", r.gwAddr, "--admin", r.adminAddr,
 		"--registry", regURL, "--registry-ttl", ttl, "--shutdown-timeout", "5s"}
 	r.gw = start(t, "gateway", append(args, extra...)...)
-	waitFor(t, 30*time.Second, "gateway ready", func() bool { return r.readyz() == http.StatusOK })
+	testenv.WaitFor(t, 30*time.Second, "gateway ready", func() bool { return r.readyz() == http.StatusOK })
 	return r
 }
 
@@ -155,7 +155,7 @@ func (r *rig) listed() ([]string, error) {
 func (r *rig) waitListed(timeout time.Duration, ids ...string) time.Duration {
 	r.t.Helper()
 	want := slices.Sorted(slices.Values(ids))
-	return waitFor(r.t, timeout, fmt.Sprintf("admin/services to list %v", want), func() bool {
+	return testenv.WaitFor(r.t, timeout, fmt.Sprintf("admin/services to list %v", want), func() bool {
 		got, err := r.listed()
 		return err == nil && slices.Equal(got, want)
 	})
@@ -331,8 +331,8 @@ func (r *rig) probeMark(l *load, regURL, id string, to *backend) {
 // lines (with the upstream error), for failure reports; every process's
 // last lines are logged as well when a test fails.
 func (r *rig) warnings() string {
-	return fmt.Sprintf("--- gateway (pid %d) warnings, errors, 5xx ---\n%s", r.gw.cmd.Process.Pid,
-		r.gw.lines(40, `"level":"warn"`, `"level":"error"`, "panic", `"status":5`))
+	return fmt.Sprintf("--- gateway (pid %d) warnings, errors, 5xx ---\n%s", r.gw.Pid(),
+		lines(r.gw, 40, `"level":"warn"`, `"level":"error"`, "panic", `"status":5`))
 }
 
 // registrations says how often each running sidecar registered and lost
@@ -347,7 +347,7 @@ func (r *rig) registrations() string {
 }
 
 func (b *backend) registrations() (registered, lost int) {
-	out := b.sidecar.log.String()
+	out := b.sidecar.Output()
 	return strings.Count(out, `"msg":"registered"`), strings.Count(out, "registration lost")
 }
 

@@ -108,7 +108,7 @@ func TestZooKeeperSessionExpiry(t *testing.T) {
 	restore(gwProxies)
 	restored := time.Now()
 	l.Mark("gateway's connections restored")
-	d := waitFor(t, 20*time.Second, "the gateway SYNCED again", func() bool {
+	d := testenv.WaitFor(t, 20*time.Second, "the gateway SYNCED again", func() bool {
 		code, st := r.ready()
 		return code == http.StatusOK && st.State == "SYNCED"
 	})
@@ -123,7 +123,7 @@ func TestZooKeeperSessionExpiry(t *testing.T) {
 	l.Mark(fmt.Sprintf("cut sidecar-a off ZooKeeper for %v", cutLonger))
 	t0 := time.Now()
 	cut(scProxies)
-	dropped := waitFor(t, 10*time.Second, "the gateway to drop a", func() bool {
+	dropped := testenv.WaitFor(t, 10*time.Second, "the gateway to drop a", func() bool {
 		ids, err := r.listed()
 		return err == nil && !slices.Contains(ids, "a")
 	})
@@ -139,7 +139,7 @@ func TestZooKeeperSessionExpiry(t *testing.T) {
 	}
 	if _, err := poll(20*time.Second, again); err != nil {
 		t.Fatalf("PRODUCT: sidecar-a did not register again after its session expired: %s\n%s",
-			r.registrations(), r.backends[0].sidecar.lines(10))
+			r.registrations(), lines(r.backends[0].sidecar, 10))
 	}
 	r.waitListed(20*time.Second, "a", "b", "c")
 	l.Mark(fmt.Sprintf("gateway lists a again %v after the restore", time.Since(t0).Round(time.Millisecond)))
@@ -152,7 +152,7 @@ func TestZooKeeperSessionExpiry(t *testing.T) {
 	m.halt()
 	t.Logf("ZooKeeper session expiry:\n%s", res.Report())
 	t.Logf("admin API, from the load's start:\n%s", m.report(res.Start))
-	t.Logf("gateway: %s", r.gw.lines(5, "session"))
+	t.Logf("gateway: %s", lines(r.gw, 5, "session"))
 	t.Logf("sidecars: %s", r.registrations())
 	checkRate(t, res)
 	if g, p := res.FailedOf(http.MethodGet), res.FailedOf(http.MethodPost); g != 0 || p != 0 {

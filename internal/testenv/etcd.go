@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -179,14 +178,10 @@ type EtcdProcess struct {
 	// Endpoint is the client address, "127.0.0.1:<port>".
 	Endpoint string
 
-	t       testing.TB
-	bin     string
-	args    []string
-	logPath string
-
-	mu   sync.Mutex // guards cmd and done
-	cmd  *exec.Cmd
-	done chan struct{} // closed once cmd has been reaped
+	t    testing.TB
+	bin  string
+	args []string
+	child
 }
 
 // StartEtcdProcess runs bin as a single-member cluster on free ports, waits
@@ -196,100 +191,53 @@ func StartEtcdProcess(t testing.TB, bin string) *EtcdProcess {
 	dir := t.TempDir()
 	client := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 	peer := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
-	p := &EtcdProcess{
-		Endpoint: strings.TrimPrefix(client, "http://"),
-		t:        t,
-		bin:      bin,
-		args: []string{
-			"--name", "test",
-			"--data-dir", filepath.Join(dir, "data"),
-			"--listen-client-urls", client, "--advertise-client-urls", client,
-			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-			"--initial-cluster", "test=" + peer,
-			"--heartbeat-interval", "10", "--election-timeout", "100",
-			"--unsafe-no-fsync", "--log-level", "warn",
-		},
-		logPath: filepath.Join(dir, "etcd.log"),
-	}
+	p := newEtcdProcess(t, bin, dir, "test", client, peer,
+		"--initial-cluster", "test="+peer,
+		"--heartbeat-interval", "10", "--election-timeout", "100")
 	t.Cleanup(p.Kill)
 	p.Start()
 	return p
+}
+
+// newEtcdProcess returns member name, not started, with its data and log
+// under dir, serving on the client and peer URLs; flags say the rest.
+func newEtcdProcess(t testing.TB, bin, dir, name, client, peer string, flags ...string) *EtcdProcess {
+	args := []string{
+		"--name", name,
+		"--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+	}
+	args = append(args, flags...)
+	return &EtcdProcess{
+		Endpoint: strings.TrimPrefix(client, "http://"),
+		t:        t,
+		bin:      bin,
+		args:     append(args, "--unsafe-no-fsync", "--log-level", "warn"),
+		child:    child{logPath: filepath.Join(dir, "etcd.log")},
+	}
 }
 
 // Start (re)starts the process and waits until it is healthy. It does
 // nothing if the process is running.
 func (p *EtcdProcess) Start() {
 	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		return
-	}
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		p.t.Fatalf("testenv: open etcd log: %v", err)
-	}
-	defer logf.Close() // the child keeps its own descriptor
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("testenv: start etcd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // reap; the exit status of a killed server is not news
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
-	if err := waitEtcdHealthy(p.Endpoint, done, etcdReadyTimeout); err != nil {
-		p.killLocked()
-		p.t.Fatalf("testenv: etcd on %s not ready: %v\n--- tail of %s ---\n%s",
-			p.Endpoint, err, p.logPath, tail(p.logPath, 4096))
-	}
+	p.start(p.t, "etcd on "+p.Endpoint, p.command, func(exited <-chan struct{}) error {
+		return waitEtcdHealthy(p.Endpoint, exited, etcdReadyTimeout)
+	})
 }
 
+func (p *EtcdProcess) command() *exec.Cmd { return exec.Command(p.bin, p.args...) }
+
 // PID is the process id, or 0 when the process is not running.
-func (p *EtcdProcess) PID() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
+func (p *EtcdProcess) PID() int { return p.pid() }
 
 // Stop sends SIGTERM and waits for the process to exit, falling back to
 // SIGKILL after ten seconds (etcd waits up to about seven for open streams).
-func (p *EtcdProcess) Stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		p.cmd, p.done = nil, nil
-	case <-time.After(10 * time.Second):
-		p.killLocked()
-	}
-}
+func (p *EtcdProcess) Stop() { p.stop(10 * time.Second) }
 
 // Kill sends SIGKILL to the process's pid and waits for it to exit.
-func (p *EtcdProcess) Kill() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.killLocked()
-}
-
-func (p *EtcdProcess) killLocked() {
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill() // by pid, never by name: other tests run servers too
-	<-p.done
-	p.cmd, p.done = nil, nil
-}
+func (p *EtcdProcess) Kill() { p.kill() }
 
 // waitEtcdHealthy polls /health until it reports healthy, the process exits,
 // or the timeout passes.

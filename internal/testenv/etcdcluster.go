@@ -5,12 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -51,23 +47,10 @@ func StartEtcdCluster(t testing.TB, n int) *EtcdCluster {
 	// A token unique to this cluster keeps members of concurrent tests apart.
 	token := fmt.Sprintf("gatehouse-%d-%d", os.Getpid(), time.Now().UnixNano())
 	for i, p := range ps {
-		dir := t.TempDir()
-		c.members = append(c.members, &EtcdProcess{
-			Endpoint: strings.TrimPrefix(p.client, "http://"),
-			t:        t,
-			bin:      bin,
-			args: []string{
-				"--name", fmt.Sprintf("m%d", i),
-				"--data-dir", filepath.Join(dir, "data"),
-				"--listen-client-urls", p.client, "--advertise-client-urls", p.client,
-				"--listen-peer-urls", p.peer, "--initial-advertise-peer-urls", p.peer,
-				"--initial-cluster", strings.Join(initial, ","),
-				"--initial-cluster-state", "new", "--initial-cluster-token", token,
-				"--heartbeat-interval", "50", "--election-timeout", "500",
-				"--unsafe-no-fsync", "--log-level", "warn",
-			},
-			logPath: filepath.Join(dir, "etcd.log"),
-		})
+		c.members = append(c.members, newEtcdProcess(t, bin, t.TempDir(), fmt.Sprintf("m%d", i), p.client, p.peer,
+			"--initial-cluster", strings.Join(initial, ","),
+			"--initial-cluster-state", "new", "--initial-cluster-token", token,
+			"--heartbeat-interval", "50", "--election-timeout", "500"))
 	}
 	t.Cleanup(c.killAll)
 	c.StartAll()
@@ -109,24 +92,7 @@ func (c *EtcdCluster) Start(i int) {
 // can wait up to ten seconds for them and for open client streams, and a
 // whole-cluster outage should start when the test says so.
 func (c *EtcdCluster) StopAll() {
-	var wg sync.WaitGroup
-	for _, m := range c.members {
-		wg.Go(func() {
-			m.mu.Lock()
-			cmd, done := m.cmd, m.done
-			m.mu.Unlock()
-			if cmd == nil {
-				return
-			}
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(2 * time.Second):
-			}
-			m.Kill() // reaps, or kills a straggler
-		})
-	}
-	wg.Wait()
+	atOnce(c.members, func(m *EtcdProcess) { m.stop(2 * time.Second) })
 }
 
 // StartAll starts every member that is not running, then waits until all
@@ -142,13 +108,7 @@ func (c *EtcdCluster) StartAll() {
 	}
 }
 
-func (c *EtcdCluster) killAll() {
-	var wg sync.WaitGroup
-	for _, m := range c.members {
-		wg.Go(m.Kill)
-	}
-	wg.Wait()
-}
+func (c *EtcdCluster) killAll() { atOnce(c.members, (*EtcdProcess).Kill) }
 
 // Leader returns the index of the member that is leader, as the members
 // themselves report it through the maintenance Status API. It waits up to
@@ -188,42 +148,18 @@ func (c *EtcdCluster) Leader() int {
 // spawn starts member i's process without waiting for it.
 func (c *EtcdCluster) spawn(i int) {
 	c.t.Helper()
-	p := c.members[i]
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		return
-	}
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		c.t.Fatalf("testenv: open etcd log: %v", err)
-	}
-	defer logf.Close() // the child keeps its own descriptor
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("testenv: start etcd member %d: %v", i, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // reap; the exit status of a killed member is not news
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
+	c.members[i].start(c.t, fmt.Sprintf("etcd member %d", i), c.members[i].command, nil)
 }
 
 // waitHealthy waits until member i reports healthy (it has a leader).
 func (c *EtcdCluster) waitHealthy(i int) {
 	c.t.Helper()
 	p := c.members[i]
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
+	done := p.exitedCh()
 	if done == nil {
 		c.t.Fatalf("testenv: etcd member %d is not running", i)
 	}
 	if err := waitEtcdHealthy(p.Endpoint, done, etcdReadyTimeout); err != nil {
-		c.t.Fatalf("testenv: etcd member %d on %s not healthy: %v\n--- tail of %s ---\n%s",
-			i, p.Endpoint, err, p.logPath, tail(p.logPath, 4096))
+		c.t.Fatalf("testenv: etcd member %d on %s not healthy: %v\n%s", i, p.Endpoint, err, p.logTail())
 	}
 }

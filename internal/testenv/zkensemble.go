@@ -3,13 +3,11 @@ package testenv
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -36,13 +34,7 @@ func StartZooKeeperEnsemble(t testing.TB, n int) *ZKEnsemble {
 	if n < 1 {
 		t.Fatalf("testenv: ZooKeeper ensemble of %d servers", n)
 	}
-	java, err := exec.LookPath("java")
-	Require(t, "java", err)
-	jars, _ := filepath.Glob(zkJarGlob)
-	if len(jars) == 0 {
-		err = fmt.Errorf("no jar matches %s (apt-get install zookeeper)", zkJarGlob)
-	}
-	Require(t, "zookeeper", err)
+	java := zkJava(t)
 
 	clientPorts := make([]int, n)
 	var quorum strings.Builder
@@ -62,30 +54,8 @@ func StartZooKeeperEnsemble(t testing.TB, n int) *ZKEnsemble {
 		}
 		// standaloneEnabled=false: one server is a quorum of one, so Leader
 		// means the same for every n.
-		cfg := fmt.Sprintf(`tickTime=200
-initLimit=10
-syncLimit=5
-dataDir=%s
-clientPort=%d
-clientPortAddress=127.0.0.1
-maxClientCnxns=0
-admin.enableServer=false
-4lw.commands.whitelist=*
-forceSync=no
-preAllocSize=4096
-standaloneEnabled=false
-cnxTimeout=500
-%s`, data, clientPorts[i], quorum.String())
-		if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
-			t.Fatalf("testenv: write zoo.cfg: %v", err)
-		}
-		e.servers = append(e.servers, &ZooKeeper{
-			Addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(clientPorts[i])),
-			t:       t,
-			java:    java,
-			dir:     dir,
-			logPath: filepath.Join(dir, "zookeeper.log"),
-		})
+		cfg := zkConfig(data, clientPorts[i]) + "standaloneEnabled=false\ncnxTimeout=500\n" + quorum.String()
+		e.servers = append(e.servers, newZooKeeper(t, java, dir, clientPorts[i], cfg))
 	}
 	t.Cleanup(e.killAll)
 	e.StartAll()
@@ -122,13 +92,7 @@ func (e *ZKEnsemble) Start(i int) {
 }
 
 // StopAll stops every server at once.
-func (e *ZKEnsemble) StopAll() {
-	var wg sync.WaitGroup
-	for _, z := range e.servers {
-		wg.Go(z.Stop)
-	}
-	wg.Wait()
-}
+func (e *ZKEnsemble) StopAll() { atOnce(e.servers, (*ZooKeeper).Stop) }
 
 // StartAll starts every server that is not running and waits for a quorum
 // with all of them in it.
@@ -159,13 +123,7 @@ func (e *ZKEnsemble) Leader() int {
 	}
 }
 
-func (e *ZKEnsemble) killAll() {
-	var wg sync.WaitGroup
-	for _, z := range e.servers {
-		wg.Go(z.Kill)
-	}
-	wg.Wait()
-}
+func (e *ZKEnsemble) killAll() { atOnce(e.servers, (*ZooKeeper).Kill) }
 
 // modes asks every server for its mode: "leader", "follower", "down" (not
 // running) or "" (running, not serving: no quorum yet).
@@ -198,12 +156,12 @@ func (e *ZKEnsemble) waitQuorum() {
 		}
 		for i, z := range e.servers {
 			if z.exited() {
-				e.t.Fatalf("testenv: ZooKeeper server %d exited\n--- tail of %s ---\n%s", i, z.logPath, tail(z.logPath, 4096))
+				e.t.Fatalf("testenv: ZooKeeper server %d exited\n%s", i, z.logTail())
 			}
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("testenv: ZooKeeper ensemble not ready after %v: %v\n--- tail of %s ---\n%s",
-				zkQuorumTimeout, err, e.servers[0].logPath, tail(e.servers[0].logPath, 4096))
+			e.t.Fatalf("testenv: ZooKeeper ensemble not ready after %v: %v\n%s",
+				zkQuorumTimeout, err, e.servers[0].logTail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -232,55 +190,7 @@ func quorumErr(modes []string) error {
 func (e *ZKEnsemble) spawn(i int) {
 	e.t.Helper()
 	z := e.servers[i]
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if z.cmd != nil {
-		return
-	}
-	logf, err := os.OpenFile(z.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		e.t.Fatalf("testenv: open zookeeper log: %v", err)
-	}
-	defer logf.Close() // the child keeps its own descriptor
-	cmd := exec.Command(z.java,
-		"-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-		"-Dzookeeper.root.logger=INFO,CONSOLE",
-		"-cp", zkLoggingClasspath(),
-		"org.apache.zookeeper.server.quorum.QuorumPeerMain", "zoo.cfg")
-	cmd.Dir = z.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		e.t.Fatalf("testenv: start zookeeper server %d: %v", i, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // reap; the exit status of a killed server is not news
-		close(done)
-	}()
-	z.cmd, z.done = cmd, done
-}
-
-// running reports whether the server has a live process.
-func (z *ZooKeeper) running() bool {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	return z.cmd != nil
-}
-
-// exited reports whether a started process has ended on its own.
-func (z *ZooKeeper) exited() bool {
-	z.mu.Lock()
-	done := z.done
-	z.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return true
-	default:
-		return false
-	}
+	z.start(e.t, fmt.Sprintf("zookeeper server %d", i), func() *exec.Cmd { return z.command(zkLoggingClasspath()) }, nil)
 }
 
 // LogCount counts the occurrences of s in every server's log, e.g.

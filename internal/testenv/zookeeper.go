@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -32,14 +30,10 @@ type ZooKeeper struct {
 	// Addr is the client address, "127.0.0.1:<port>".
 	Addr string
 
-	t       testing.TB
-	java    string
-	dir     string
-	logPath string
-
-	mu   sync.Mutex // guards cmd and done
-	cmd  *exec.Cmd
-	done chan struct{} // closed once cmd has been reaped
+	t    testing.TB
+	java string
+	dir  string
+	child
 }
 
 // StartZooKeeper starts a server with tickTime=200 (sessions may be as short
@@ -48,6 +42,36 @@ type ZooKeeper struct {
 // fails the test. The server is killed when the test ends.
 func StartZooKeeper(t testing.TB) *ZooKeeper {
 	t.Helper()
+	java := zkJava(t)
+
+	dir := t.TempDir()
+	port := FreePort(t)
+	z := newZooKeeper(t, java, dir, port, zkConfig(filepath.Join(dir, "data"), port))
+	t.Cleanup(z.Kill)
+	z.Start()
+	return z
+}
+
+// newZooKeeper writes cfg as dir/zoo.cfg and returns the server, not started,
+// that runs from dir and answers on port.
+func newZooKeeper(t testing.TB, java, dir string, port int, cfg string) *ZooKeeper {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
+		t.Fatalf("testenv: write zoo.cfg: %v", err)
+	}
+	return &ZooKeeper{
+		Addr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		t:     t,
+		java:  java,
+		dir:   dir,
+		child: child{logPath: filepath.Join(dir, "zookeeper.log")},
+	}
+}
+
+// zkJava returns the java binary, after checking (through Require) that
+// java and the ZooKeeper server are installed.
+func zkJava(t testing.TB) string {
+	t.Helper()
 	java, err := exec.LookPath("java")
 	Require(t, "java", err)
 	jars, _ := filepath.Glob(zkJarGlob)
@@ -55,10 +79,13 @@ func StartZooKeeper(t testing.TB) *ZooKeeper {
 		err = fmt.Errorf("no jar matches %s (apt-get install zookeeper)", zkJarGlob)
 	}
 	Require(t, "zookeeper", err)
+	return java
+}
 
-	dir := t.TempDir()
-	port := FreePort(t)
-	cfg := fmt.Sprintf(`tickTime=200
+// zkConfig is the zoo.cfg settings every test server shares: short ticks,
+// loopback only, no fsync.
+func zkConfig(dataDir string, clientPort int) string {
+	return fmt.Sprintf(`tickTime=200
 initLimit=10
 syncLimit=5
 dataDir=%s
@@ -69,91 +96,34 @@ admin.enableServer=false
 4lw.commands.whitelist=*
 forceSync=no
 preAllocSize=4096
-`, filepath.Join(dir, "data"), port)
-	if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
-		t.Fatalf("testenv: write zoo.cfg: %v", err)
-	}
-	z := &ZooKeeper{
-		Addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		t:       t,
-		java:    java,
-		dir:     dir,
-		logPath: filepath.Join(dir, "zookeeper.log"),
-	}
-	t.Cleanup(z.Kill)
-	z.Start()
-	return z
+`, dataDir, clientPort)
 }
 
 // Start (re)starts the server on the same port and data directory and waits
 // until it is ready. It does nothing if the server is running.
 func (z *ZooKeeper) Start() {
 	z.t.Helper()
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if z.cmd != nil {
-		return
-	}
-	logf, err := os.OpenFile(z.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		z.t.Fatalf("testenv: open zookeeper log: %v", err)
-	}
-	defer logf.Close() // the child keeps its own descriptor
+	z.start(z.t, "zookeeper on "+z.Addr, func() *exec.Cmd { return z.command(zkClasspath) },
+		func(exited <-chan struct{}) error { return waitZooKeeper(z.Addr, exited, zkReadyTimeout) })
+}
+
+// command runs the server from z.dir with the given classpath.
+func (z *ZooKeeper) command(classpath string) *exec.Cmd {
 	cmd := exec.Command(z.java,
 		"-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		"-Dzookeeper.root.logger=INFO,CONSOLE",
-		"-cp", zkClasspath,
+		"-cp", classpath,
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", "zoo.cfg")
 	cmd.Dir = z.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		z.t.Fatalf("testenv: start zookeeper: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // reap; the exit status of a killed server is not news
-		close(done)
-	}()
-	z.cmd, z.done = cmd, done
-	if err := waitZooKeeper(z.Addr, done, zkReadyTimeout); err != nil {
-		z.killLocked()
-		z.t.Fatalf("testenv: zookeeper on %s not ready: %v\n--- tail of %s ---\n%s",
-			z.Addr, err, z.logPath, tail(z.logPath, 4096))
-	}
+	return cmd
 }
 
 // Stop shuts the server down with SIGTERM, falling back to SIGKILL after a
 // few seconds, and waits for the process to exit.
-func (z *ZooKeeper) Stop() {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if z.cmd == nil {
-		return
-	}
-	_ = z.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-z.done:
-		z.cmd, z.done = nil, nil
-	case <-time.After(5 * time.Second):
-		z.killLocked()
-	}
-}
+func (z *ZooKeeper) Stop() { z.stop(5 * time.Second) }
 
 // Kill sends SIGKILL to the server's pid and waits for it to exit.
-func (z *ZooKeeper) Kill() {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	z.killLocked()
-}
-
-func (z *ZooKeeper) killLocked() {
-	if z.cmd == nil {
-		return
-	}
-	_ = z.cmd.Process.Kill() // by pid, never by name: other tests run servers too
-	<-z.done
-	z.cmd, z.done = nil, nil
-}
+func (z *ZooKeeper) Kill() { z.kill() }
 
 // waitZooKeeper polls the "srvr" four-letter word until the server reports
 // its mode, the process exits, or the timeout passes. "ruok" is not enough:
@@ -208,19 +178,4 @@ func fourLetter(addr, cmd string) (string, error) {
 		return "", err
 	}
 	return string(b), nil
-}
-
-// tail returns the last n bytes of a file, for failure messages.
-func tail(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > n {
-		_, _ = f.Seek(st.Size()-n, 0)
-	}
-	b := make([]byte, n)
-	k, _ := f.Read(b)
-	return string(b[:k])
 }
