@@ -36,6 +36,7 @@ func TestPanicFloor(t *testing.T) {
 		{"held removal superseded by recovery", []step{batch(false, "s", "a", "b"), batch(false, "s", "a", "b", "c", "d", "e", "f", "g", "h", "i")}, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i"}, false},
 		{"full re-list confirms", []step{batch(false, "s", "a", "b"), batch(true, "s", "a", "b")}, []string{"a", "b"}, false},
 		{"service vanishing from a full list is held", []step{{b: registry.Batch{Full: true, Services: map[string][]registry.Instance{}}}}, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, true},
+		{"additions apply while removals are held", []step{batch(false, "s", "a", "k")}, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -121,7 +122,7 @@ func TestStatusStaleAndExpired(t *testing.T) {
 func TestSnapshotFileRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "routes.json")
 	w := newScript()
-	s := startWith(t, w, Options{SnapshotPath: path})
+	s := startWith(t, w, Options{SnapshotPath: path, ConfirmDelay: 200 * time.Millisecond})
 	w.steps <- step{b: registry.Batch{Full: true, Services: map[string][]registry.Instance{
 		"s": set("s", "a", "b"), "t": set("t", "x")}}}
 	<-s.Synced()
@@ -132,7 +133,7 @@ func TestSnapshotFileRoundTrip(t *testing.T) {
 
 	// A new gateway whose registry is down serves from the file.
 	w2 := newScript()
-	s2 := startWith(t, w2, Options{SnapshotPath: path})
+	s2 := startWith(t, w2, Options{SnapshotPath: path, ConfirmDelay: 200 * time.Millisecond})
 	w2.steps <- step{err: errors.New("registry down")}
 	if !s2.Ready() || !s2.Status().Restored || s2.Status().State != Stale {
 		t.Fatalf("got ready %v status %+v, want ready, restored, STALE", s2.Ready(), s2.Status())
@@ -143,10 +144,16 @@ func TestSnapshotFileRoundTrip(t *testing.T) {
 	if names := s2.Services(); len(names) != 2 {
 		t.Fatalf("got services %v, want [s t]", names)
 	}
-	// The registry returns with a different set: it replaces the file's
-	// without the panic floor.
+	// The registry returns with a different set. Its addition applies at
+	// once; removing both restored instances crosses the panic floor (a
+	// registry just back may not have its instances re-registered yet), so
+	// they stay until the confirm delay.
 	w2.steps <- batch(true, "s", "c")
-	waitFor(t, "registry set replaces the restored one", func() bool {
+	waitFor(t, "c added, a and b kept", func() bool {
+		got, _ := rec.last()
+		return equalStrings(ids(got), []string{"a", "b", "c"})
+	})
+	waitFor(t, "registry set replaces the restored one after the delay", func() bool {
 		got, _ := rec.last()
 		return len(got.Instances) == 1 && got.Instances[0].ID == "c"
 	})

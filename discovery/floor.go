@@ -24,15 +24,17 @@ func (st *serviceState) cancelHeldLocked() {
 	}
 }
 
-// holdLocked reports whether ins must be held back. A set that removes more
-// than one instance and more than PanicFloor of the published set waits for
-// ConfirmDelay, or for a full re-list that still removes them; a newer set
-// that does not cross the floor replaces it.
-func (s *Subject) holdLocked(name string, st *serviceState, ins []registry.Instance, full bool) bool {
+// floorLocked returns the set to publish for the registry's set ins. A set
+// that removes more than one instance and more than PanicFloor of the
+// published set has its removals held: the published set keeps the removed
+// instances (additions and changes apply at once) until ConfirmDelay passes
+// or a full re-list still removes them. A newer set that does not cross the
+// floor replaces the hold.
+func (s *Subject) floorLocked(name string, st *serviceState, ins []registry.Instance, full bool) []registry.Instance {
 	cur := st.snap.Instances
 	if s.opts.PanicFloor < 0 || st.snap.Version == 0 || s.status.State == Expired {
 		st.cancelHeldLocked()
-		return false
+		return ins
 	}
 	removed := countRemoved(cur, ins)
 	if removed < 2 || float64(removed) <= s.opts.PanicFloor*float64(len(cur)) {
@@ -40,13 +42,13 @@ func (s *Subject) holdLocked(name string, st *serviceState, ins []registry.Insta
 			s.log.Info("panic floor: held removal superseded by a smaller change", zap.String("service", name))
 		}
 		st.cancelHeldLocked()
-		return false
+		return ins
 	}
 	if st.held != nil && full {
 		s.log.Warn("panic floor: large removal confirmed by a full re-list", zap.String("service", name),
 			zap.Int("removed", removed), zap.Int("of", len(cur)))
 		st.cancelHeldLocked()
-		return false
+		return ins
 	}
 	if st.held == nil {
 		h := &heldUpdate{since: time.Now()}
@@ -57,7 +59,7 @@ func (s *Subject) holdLocked(name string, st *serviceState, ins []registry.Insta
 			zap.Duration("confirm_after", s.opts.ConfirmDelay))
 	}
 	st.held.ins, st.held.removed = ins, removed
-	return true
+	return keepRemoved(cur, ins)
 }
 
 // confirmHeld applies a held set whose delay has passed.
@@ -87,4 +89,26 @@ func countRemoved(cur, next []registry.Instance) int {
 		}
 	}
 	return removed
+}
+
+// keepRemoved is next plus the instances of cur (both sorted by ID) that
+// next lacks, sorted by ID.
+func keepRemoved(cur, next []registry.Instance) []registry.Instance {
+	out := make([]registry.Instance, 0, len(cur)+len(next))
+	i, j := 0, 0
+	for i < len(cur) || j < len(next) {
+		switch {
+		case j == len(next) || i < len(cur) && cur[i].ID < next[j].ID:
+			out = append(out, cur[i])
+			i++
+		case i == len(cur) || next[j].ID < cur[i].ID:
+			out = append(out, next[j])
+			j++
+		default: // same ID: the registry's record wins
+			out = append(out, next[j])
+			i++
+			j++
+		}
+	}
+	return out
 }

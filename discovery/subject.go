@@ -69,8 +69,8 @@ type serviceState struct {
 	subs map[*subscription]struct{}
 	// lastGood is the registry's last set while the service is expired.
 	lastGood []registry.Instance
-	// restored marks a set loaded from the snapshot file: the first registry
-	// read replaces it without the panic floor.
+	// restored marks a set loaded from the snapshot file and not yet
+	// replaced by a registry read.
 	restored bool
 	held     *heldUpdate
 }
@@ -197,16 +197,14 @@ func (s *Subject) setLocked(name string, ins []registry.Instance, full bool) boo
 	registry.SortByID(ins)
 	st, isNew := s.stateLocked(name)
 	st.lastGood = nil
-	if st.restored && full {
+	if full {
+		// A set restored from the snapshot file meets the registry here; it
+		// goes through the panic floor like any other, since a registry
+		// just back from an outage may list a service before its
+		// instances have re-registered.
 		st.restored = false
-		st.cancelHeldLocked()
-		s.publishLocked(name, st, ins)
-		return isNew
 	}
-	if s.holdLocked(name, st, ins, full) {
-		return isNew
-	}
-	s.publishLocked(name, st, ins)
+	s.publishLocked(name, st, s.floorLocked(name, st, ins, full))
 	return isNew
 }
 
