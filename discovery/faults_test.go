@@ -36,6 +36,14 @@ func TestPanicFloor(t *testing.T) {
 		{"held removal superseded by recovery", []step{batch(false, "s", "a", "b"), batch(false, "s", "a", "b", "c", "d", "e", "f", "g", "h", "i")}, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i"}, false},
 		{"full re-list confirms", []step{batch(false, "s", "a", "b"), batch(true, "s", "a", "b")}, []string{"a", "b"}, false},
 		{"service vanishing from a full list is held", []step{{b: registry.Batch{Full: true, Services: map[string][]registry.Instance{}}}}, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, true},
+		{"single removals in a burst add up", []step{
+			batch(false, "s", "b", "c", "d", "e", "f", "g", "h", "i", "j"),
+			batch(false, "s", "c", "d", "e", "f", "g", "h", "i", "j"),
+			batch(false, "s", "d", "e", "f", "g", "h", "i", "j"),
+			batch(false, "s", "e", "f", "g", "h", "i", "j"),
+			batch(false, "s", "f", "g", "h", "i", "j"),
+			batch(false, "s", "g", "h", "i", "j"),
+		}, []string{"f", "g", "h", "i", "j"}, true}, // half may go; the sixth is held
 		{"additions apply while removals are held", []step{batch(false, "s", "a", "k")}, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"}, true},
 	}
 	for _, c := range cases {

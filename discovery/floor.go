@@ -24,20 +24,25 @@ func (st *serviceState) cancelHeldLocked() {
 	}
 }
 
-// floorLocked returns the set to publish for the registry's set ins. A set
-// that removes more than one instance and more than PanicFloor of the
-// published set has its removals held: the published set keeps the removed
-// instances (additions and changes apply at once) until ConfirmDelay passes
-// or a full re-list still removes them. A newer set that does not cross the
-// floor replaces the hold.
+// floorLocked returns the set to publish for the registry's set ins. Removals
+// are counted against the set published at the start of a ConfirmDelay
+// window, so that a burst of single removals (leases expiring one by one
+// after a registry outage) counts like one update. A set that removes more
+// than one instance and more than PanicFloor of that set has its removals
+// held: the published set keeps the removed instances (additions and
+// changes apply at once) until ConfirmDelay passes or a full re-list still
+// removes them. A newer set that does not cross the floor replaces the hold.
 func (s *Subject) floorLocked(name string, st *serviceState, ins []registry.Instance, full bool) []registry.Instance {
 	cur := st.snap.Instances
 	if s.opts.PanicFloor < 0 || st.snap.Version == 0 || s.status.State == Expired {
 		st.cancelHeldLocked()
 		return ins
 	}
-	removed := countRemoved(cur, ins)
-	if removed < 2 || float64(removed) <= s.opts.PanicFloor*float64(len(cur)) {
+	if now := time.Now(); st.base == nil || now.Sub(st.baseAt) > s.opts.ConfirmDelay {
+		st.base, st.baseAt = cur, now
+	}
+	removed := countRemoved(st.base, ins)
+	if removed < 2 || float64(removed) <= s.opts.PanicFloor*float64(len(st.base)) {
 		if st.held != nil {
 			s.log.Info("panic floor: held removal superseded by a smaller change", zap.String("service", name))
 		}
@@ -46,7 +51,7 @@ func (s *Subject) floorLocked(name string, st *serviceState, ins []registry.Inst
 	}
 	if st.held != nil && full {
 		s.log.Warn("panic floor: large removal confirmed by a full re-list", zap.String("service", name),
-			zap.Int("removed", removed), zap.Int("of", len(cur)))
+			zap.Int("removed", removed), zap.Int("of", len(st.base)))
 		st.cancelHeldLocked()
 		return ins
 	}
@@ -55,7 +60,7 @@ func (s *Subject) floorLocked(name string, st *serviceState, ins []registry.Inst
 		h.timer = time.AfterFunc(s.opts.ConfirmDelay, func() { s.confirmHeld(name, h) })
 		st.held = h
 		s.log.Warn("panic floor: holding an update that removes too many instances at once",
-			zap.String("service", name), zap.Int("removed", removed), zap.Int("of", len(cur)),
+			zap.String("service", name), zap.Int("removed", removed), zap.Int("of", len(st.base)),
 			zap.Duration("confirm_after", s.opts.ConfirmDelay))
 	}
 	st.held.ins, st.held.removed = ins, removed
@@ -70,7 +75,7 @@ func (s *Subject) confirmHeld(name string, h *heldUpdate) {
 	if st == nil || st.held != h {
 		return
 	}
-	st.held = nil
+	st.held, st.base = nil, nil
 	s.log.Warn("panic floor: large removal confirmed after the delay", zap.String("service", name),
 		zap.Int("removed", h.removed))
 	s.publishLocked(name, st, h.ins)

@@ -73,6 +73,9 @@ type serviceState struct {
 	// replaced by a registry read.
 	restored bool
 	held     *heldUpdate
+	// base is the set published when the panic floor's window began.
+	base   []registry.Instance
+	baseAt time.Time
 }
 
 // NewSubject returns a Subject over w; call Run to start it.

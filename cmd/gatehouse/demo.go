@@ -77,7 +77,7 @@ func newDemoCmd() *cobra.Command {
 			echos = append(echos, e)
 			in := registry.Instance{Service: "echo", ID: name, Address: "http://" + e.addr, Weight: 1,
 				Metadata: map[string]string{registry.MetaVersion: "demo"}}
-			keepers = append(keepers, startKeeper(ctx, backend, in, log))
+			keepers = append(keepers, startKeeper(ctx, backend, in, 5*time.Second, log))
 		}
 		fmt.Fprintf(os.Stdout, `Gatehouse demo is running.
   gateway   http://%[1]s

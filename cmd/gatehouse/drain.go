@@ -42,7 +42,7 @@ func announceGateway(ctx context.Context, spec regurl.Spec, opts regurl.Options,
 		cancel()
 		if err == nil {
 			defer be.Close()
-			registry.Keep(ctx, be, in, registry.Backoff{}, registry.KeepEvents{})
+			registry.Keep(ctx, be, in, keepBackoff(opts.TTL), registry.KeepEvents{})
 			return
 		}
 		select {

@@ -138,7 +138,7 @@ func newEchoCmd() *cobra.Command {
 				return err
 			}
 			defer backend.Close()
-			k = startKeeper(ctx, backend, in, log)
+			k = startKeeper(ctx, backend, in, s.v.GetDuration("ttl"), log)
 		}
 		<-ctx.Done()
 		if k != nil {

@@ -143,16 +143,24 @@ type keeper struct {
 	done   chan struct{}
 }
 
-func startKeeper(ctx context.Context, r registry.Registrar, in registry.Instance, log *zap.Logger) *keeper {
+func startKeeper(ctx context.Context, r registry.Registrar, in registry.Instance, ttl time.Duration, log *zap.Logger) *keeper {
 	kctx, cancel := context.WithCancel(ctx)
 	k := &keeper{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(k.done)
-		if err := registry.Keep(kctx, r, in, registry.Backoff{}, keepEvents(log)); err != nil && !errors.Is(err, context.Canceled) {
+		if err := registry.Keep(kctx, r, in, keepBackoff(ttl), keepEvents(log)); err != nil && !errors.Is(err, context.Canceled) {
 			log.Warn("deregistration failed; the record goes when its session or lease expires", zap.Error(err))
 		}
 	}()
 	return k
+}
+
+// keepBackoff retries registration well within the TTL: after a registry
+// outage, etcd restores the old leases with a fresh TTL, and a record must
+// be put on a new lease before the old one expires or the gateways see it
+// vanish.
+func keepBackoff(ttl time.Duration) registry.Backoff {
+	return registry.Backoff{Base: 100 * time.Millisecond, Max: min(max(ttl/3, 200*time.Millisecond), 5*time.Second)}
 }
 
 // stop deregisters and waits for it.
@@ -224,7 +232,7 @@ func newSidecarCmd() *cobra.Command {
 			case !healthy && streak >= rise:
 				healthy, streak = true, 0
 				log.Info("backend healthy", zap.String("address", in.Address))
-				k = startKeeper(ctx, backend, in, log)
+				k = startKeeper(ctx, backend, in, s.v.GetDuration("ttl"), log)
 			case healthy && streak >= fall:
 				healthy, streak = false, 0
 				log.Warn("backend unhealthy; deregistering", zap.String("address", in.Address), zap.Error(err))
