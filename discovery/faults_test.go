@@ -203,3 +203,23 @@ func TestSnapshotFileDropsInvalidRecords(t *testing.T) {
 		t.Fatalf("got %v, want [a]", got)
 	}
 }
+
+// Instances that joined during the window count: a service that grew one
+// by one and then loses most of them in one update is held.
+func TestPanicFloorCountsRecentAdditions(t *testing.T) {
+	w := newScript()
+	s := startWith(t, w, Options{ConfirmDelay: time.Hour})
+	w.steps <- batch(true, "s", "a")
+	<-s.Synced()
+	w.steps <- batch(false, "s", "a", "b")
+	w.steps <- batch(false, "s", "a", "b", "c")
+	w.steps <- batch(false, "s", "a", "b", "c", "d")
+	w.steps <- batch(false, "s", "a", "b", "c", "d", "e")
+	w.steps <- batch(false, "s", "e")
+	w.steps <- batch(false, "marker", "m")
+	waitFor(t, "steps applied", func() bool { _, ok := s.Snapshot("marker"); return ok })
+	snap, _ := s.Snapshot("s")
+	if got := ids(snap); !equalStrings(got, []string{"a", "b", "c", "d", "e"}) {
+		t.Fatalf("got %v, want all five kept while 4 of 5 removals are held", got)
+	}
+}

@@ -25,7 +25,7 @@ func (st *serviceState) cancelHeldLocked() {
 }
 
 // floorLocked returns the set to publish for the registry's set ins. Removals
-// are counted against the set published at the start of a ConfirmDelay
+// are counted against every instance published during a ConfirmDelay
 // window, so that a burst of single removals (leases expiring one by one
 // after a registry outage) counts like one update. A set that removes more
 // than one instance and more than PanicFloor of that set has its removals
@@ -40,6 +40,9 @@ func (s *Subject) floorLocked(name string, st *serviceState, ins []registry.Inst
 	}
 	if now := time.Now(); st.base == nil || now.Sub(st.baseAt) > s.opts.ConfirmDelay {
 		st.base, st.baseAt = cur, now
+	} else {
+		// Instances added during the window count as well.
+		st.base = keepRemoved(cur, st.base)
 	}
 	removed := countRemoved(st.base, ins)
 	if removed < 2 || float64(removed) <= s.opts.PanicFloor*float64(len(st.base)) {
