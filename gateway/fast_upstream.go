@@ -273,7 +273,8 @@ func (c *fastCall) writeForwarded(bw *bufio.Writer) {
 	}
 }
 
-// writeURI is writeRequestURI with the query given.
+// writeURI writes the path joined to the instance's base path, and the
+// query q, as SetURL does; both front ends use it.
 func writeURI(bw *bufio.Writer, t *target, q string) {
 	base := t.url
 	path, raw := t.path, t.rawPath

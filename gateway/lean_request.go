@@ -112,41 +112,7 @@ func writeForwarded(bw *bufio.Writer, r *http.Request, t *target) {
 // writeRequestURI writes the path joined to the instance's base path, and
 // the query, as SetURL does.
 func writeRequestURI(bw *bufio.Writer, r *http.Request, t *target) {
-	base := t.url
-	path, raw := t.path, t.rawPath
-	if base.Path != "" || base.RawPath != "" {
-		path, raw = joinURLPath(base, path, raw)
-	}
-	if raw == "" && plainPath(path) {
-		if path == "" {
-			path = "/"
-		}
-		_, _ = bw.WriteString(path)
-	} else {
-		u := url.URL{Path: path, RawPath: raw}
-		ep := u.EscapedPath()
-		if ep == "" {
-			ep = "/"
-		}
-		_, _ = bw.WriteString(ep)
-	}
-	q := r.URL.RawQuery
-	if q != "" {
-		q = cleanQueryParams(q)
-	}
-	switch {
-	case base.RawQuery == "" && q == "":
-		return
-	case base.RawQuery == "" || q == "":
-		_ = bw.WriteByte('?')
-		_, _ = bw.WriteString(base.RawQuery)
-		_, _ = bw.WriteString(q)
-	default:
-		_ = bw.WriteByte('?')
-		_, _ = bw.WriteString(base.RawQuery)
-		_ = bw.WriteByte('&')
-		_, _ = bw.WriteString(q)
-	}
+	writeURI(bw, t, r.URL.RawQuery)
 }
 
 // plainPath reports whether path needs no escaping in a request line.
