@@ -332,39 +332,5 @@ func (c *fastCall) sendBody(bw *bufio.Writer) error {
 	}
 	buf := c.e.buffers.Get()
 	defer c.e.buffers.Put(buf)
-	chunked := cl < 0
-	remain := int64(cl)
-	for chunked || remain > 0 {
-		p := buf
-		if !chunked && remain < int64(len(p)) {
-			p = p[:remain]
-		}
-		n, rerr := rd.Read(p)
-		if n > 0 {
-			if chunked {
-				b := strconv.AppendInt(bw.AvailableBuffer(), int64(n), 16)
-				b = append(b, '\r', '\n')
-				_, _ = bw.Write(b)
-			} else {
-				remain -= int64(n)
-			}
-			_, _ = bw.Write(p[:n])
-			if chunked {
-				_, _ = bw.WriteString("\r\n")
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
-	if !chunked && remain > 0 {
-		return io.ErrUnexpectedEOF
-	}
-	if chunked {
-		_, _ = bw.WriteString("0\r\n\r\n")
-	}
-	return nil
+	return copyRequestBody(bw, rd, buf, int64(cl))
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -82,17 +83,22 @@ func (x *leanExchange) send() error {
 // sendBody streams the request body: as is with a known length, chunked
 // otherwise.
 func (x *leanExchange) sendBody() error {
-	r, bw := x.r, x.c.bw
-	buf := x.buffer()
-	chunked := r.ContentLength < 0
-	remain := r.ContentLength
 	x.bodyStarted = true
+	// A write error sticks in bw and surfaces at Flush.
+	return copyRequestBody(x.c.bw, x.r.Body, x.buffer(), x.r.ContentLength)
+}
+
+// copyRequestBody copies a request body of length cl (-1: unknown, sent
+// chunked) from rd to bw through buf; both front ends use it.
+func copyRequestBody(bw *bufio.Writer, rd io.Reader, buf []byte, cl int64) error {
+	chunked := cl < 0
+	remain := cl
 	for chunked || remain > 0 {
 		p := buf
 		if !chunked && remain < int64(len(p)) {
 			p = p[:remain]
 		}
-		n, rerr := r.Body.Read(p)
+		n, rerr := rd.Read(p)
 		if n > 0 {
 			if chunked {
 				b := strconv.AppendInt(bw.AvailableBuffer(), int64(n), 16)
@@ -119,7 +125,7 @@ func (x *leanExchange) sendBody() error {
 	if chunked {
 		_, _ = bw.WriteString("0\r\n\r\n")
 	}
-	return nil // a write error sticks in bw and surfaces at Flush
+	return nil
 }
 
 // receive reads the response head and streams the response to the client.
