@@ -35,22 +35,14 @@ func announceGateway(ctx context.Context, spec regurl.Spec, opts regurl.Options,
 		log.Warn("gateway not announced: admin URL invalid", zap.Error(err))
 		return
 	}
-	var b registry.Backoff
-	for attempt := 0; ; attempt++ {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		be, err := regurl.Open(dctx, spec, opts)
-		cancel()
-		if err == nil {
-			defer be.Close()
-			registry.Keep(ctx, be, in, keepBackoff(opts.TTL), registry.KeepEvents{})
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(b.Delay(attempt)):
-		}
+	// Announcing is best effort: the gateway's own watch already logs an
+	// unreachable registry.
+	be, err := openWithRetry(ctx, spec, opts, zap.NewNop())
+	if err != nil {
+		return
 	}
+	defer be.Close()
+	registry.Keep(ctx, be, in, keepBackoff(opts.TTL), registry.KeepEvents{})
 }
 
 // routedHandler answers GET /admin/routed?service=S&id=X: whether any route

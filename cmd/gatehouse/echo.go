@@ -101,11 +101,7 @@ func newEchoCmd() *cobra.Command {
 	fs.String("advertise", "", "URL to register (default: http:// and the listening address)")
 	fs.Duration("drain", time.Second, "on SIGTERM, how long to keep serving after deregistering when the gateways cannot confirm")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		s, err := bindSettings(fs)
-		if err != nil {
-			return err
-		}
-		log, err := newLogger(s.v.GetString("log_level"), s.v.GetString("log_format"))
+		s, log, err := bindWithLogger(fs)
 		if err != nil {
 			return err
 		}

@@ -60,6 +60,20 @@ func bindSettings(fs *pflag.FlagSet) (*settings, error) {
 	return &settings{v: v}, nil
 }
 
+// bindWithLogger binds the settings of a command that has the common flags
+// and builds its logger.
+func bindWithLogger(fs *pflag.FlagSet) (*settings, *zap.Logger, error) {
+	s, err := bindSettings(fs)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := newLogger(s.v.GetString("log_level"), s.v.GetString("log_format"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, log, nil
+}
+
 func addCommonFlags(fs *pflag.FlagSet) {
 	fs.String("config", "", "YAML config file (also GATEHOUSE_CONFIG)")
 	fs.String("log-level", "info", "log level: debug, info, warn, error")

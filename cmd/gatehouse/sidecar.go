@@ -105,6 +105,12 @@ func openRegistry(ctx context.Context, s *settings, log *zap.Logger) (registry.B
 		return nil, err
 	}
 	opts.Logger = log.Named("registry")
+	return openWithRetry(ctx, spec, opts, log)
+}
+
+// openWithRetry connects to a registry, retrying with backoff until ctx is
+// done; each failed attempt is logged to log.
+func openWithRetry(ctx context.Context, spec regurl.Spec, opts regurl.Options, log *zap.Logger) (registry.Backend, error) {
 	var b registry.Backoff
 	for attempt := 0; ; attempt++ {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -188,11 +194,7 @@ func newSidecarCmd() *cobra.Command {
 	fs.Int("fall", 2, "consecutive failures before the backend is deregistered")
 	fs.Duration("drain", 2*time.Second, "on SIGTERM, how long to wait after deregistering when the gateways cannot confirm")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		s, err := bindSettings(fs)
-		if err != nil {
-			return err
-		}
-		log, err := newLogger(s.v.GetString("log_level"), s.v.GetString("log_format"))
+		s, log, err := bindWithLogger(fs)
 		if err != nil {
 			return err
 		}
